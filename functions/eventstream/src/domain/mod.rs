@@ -1,0 +1,10 @@
+//! The domain: what an event is, the states it moves through, and what makes one valid.
+
+mod event;
+mod validation;
+
+pub use event::{Event, EventInput, NewEvent, PipelineState, Status};
+pub use validation::{
+    FieldError, MAX_ATTRIBUTES_BYTES, MAX_BATCH_EVENTS, MAX_DESCRIPTION_CHARS, MAX_SOURCE_CHARS, MAX_TITLE_CHARS,
+    validate_batch,
+};

@@ -1,0 +1,183 @@
+//! The one error shape of the REST API: `{"error": {"code", "message", "field"}}`.
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+use crate::{
+    auth::TokenError,
+    domain::FieldError,
+    store::{StoreError, UserError},
+};
+
+/// Everything a request can fail with, each mapped to one status and code.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    InvalidField(#[from] FieldError),
+    #[error("{message}")]
+    MalformedJson { message: String, field: Option<String> },
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("an Authorization: Bearer token is required")]
+    MissingToken,
+    #[error("the token is invalid or expired")]
+    InvalidToken(#[source] TokenError),
+    #[error("the username or password is wrong, or the user is inactive")]
+    InvalidCredentials,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("method not allowed for this path")]
+    MethodNotAllowed,
+    #[error("this Idempotency-Key was already used with a different request")]
+    IdempotencyConflict,
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request body must be JSON, sent with Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("a service the API depends on is unavailable, try again")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::InvalidField(_) => (StatusCode::BAD_REQUEST, "invalid_field"),
+            ApiError::MalformedJson { .. } => (StatusCode::BAD_REQUEST, "malformed_json"),
+            ApiError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            ApiError::MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
+            ApiError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            ApiError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::IdempotencyConflict => (StatusCode::CONFLICT, "idempotency_conflict"),
+            ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::InvalidField(error) => Some(&error.field),
+            ApiError::MalformedJson { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::InvalidField(error) => error.message.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::IdempotencyConflict => ApiError::IdempotencyConflict,
+            StoreError::Database(error) => error.into(),
+            StoreError::Corrupt(_) => ApiError::Internal(error.into()),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => ApiError::Unavailable(error.into()),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(error: UserError) -> Self {
+        match error {
+            UserError::Database(error) => error.into(),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        match &self {
+            ApiError::Internal(cause) | ApiError::Unavailable(cause) => {
+                tracing::error!(error = ?cause, code, "request failed");
+            }
+            ApiError::InvalidToken(cause) => tracing::info!(error = %cause, "token refused"),
+            _ => tracing::debug!(error = %self, code, "request refused"),
+        }
+        let body = json!({ "error": { "code": code, "message": self.message(), "field": self.field() } });
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    async fn render(error: ApiError) -> (StatusCode, serde_json::Value) {
+        let response = error.into_response();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_field_error_is_a_400_naming_the_field() {
+        let (status, body) = render(FieldError::new("events[2].title", "is required").into()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body,
+            json!({ "error": { "code": "invalid_field", "message": "is required", "field": "events[2].title" } })
+        );
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_leaks_nothing_of_its_cause() {
+        let (status, body) = render(ApiError::Internal(anyhow::anyhow!("password=hunter2 at 10.0.0.1"))).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body, json!({ "error": { "code": "internal", "message": "internal error", "field": null } }));
+    }
+
+    #[tokio::test]
+    async fn statuses_follow_the_error_kind() {
+        let cases = [
+            (ApiError::MissingToken, StatusCode::UNAUTHORIZED, "missing_token"),
+            (ApiError::NotFound("event"), StatusCode::NOT_FOUND, "not_found"),
+            (ApiError::MethodNotAllowed, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            (StoreError::IdempotencyConflict.into(), StatusCode::CONFLICT, "idempotency_conflict"),
+            (ApiError::PayloadTooLarge { limit: 1 }, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            (ApiError::UnsupportedMediaType, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            (sqlx::Error::PoolTimedOut.into(), StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            (sqlx::Error::RowNotFound.into(), StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        ];
+        for (error, expected_status, expected_code) in cases {
+            let (status, body) = render(error).await;
+            assert_eq!(status, expected_status);
+            assert_eq!(body["error"]["code"], expected_code);
+        }
+    }
+
+    #[tokio::test]
+    async fn unauthorized_answers_carry_a_bearer_challenge() {
+        let response = ApiError::MissingToken.into_response();
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+}

@@ -1,0 +1,164 @@
+use axum::{
+    Json,
+    extract::{Path, Query, State, rejection::QueryRejection},
+    http::{HeaderMap, StatusCode},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{
+    ApiError, AppState,
+    extract::{Authenticated, JsonBody},
+};
+use crate::{
+    domain::{Event, EventInput, FieldError, NewEvent, Status, validate_batch},
+    store::{Cursor, EventFilter, IdempotencyClaim, Insertion},
+};
+
+const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+const DEFAULT_PAGE_SIZE: i64 = 50;
+const MAX_PAGE_SIZE: i64 = 500;
+
+/// Body of `POST /api/events/batch`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchInput {
+    events: Option<Vec<EventInput>>,
+}
+
+/// Answer of the batch and list endpoints.
+#[derive(Serialize)]
+pub struct EventList {
+    events: Vec<Event>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<Option<String>>,
+}
+
+/// `POST /api/events`: stores one event; 201, or 200 when an Idempotency-Key replays an earlier one.
+pub async fn create(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    headers: HeaderMap,
+    JsonBody(input): JsonBody<EventInput>,
+) -> Result<(StatusCode, Json<Event>), ApiError> {
+    let event = input.validate()?;
+    let claim = idempotency_claim(&headers, "POST /api/events", std::slice::from_ref(&event))?;
+    let Insertion { mut events, replayed } = state.events.insert(caller.sub, claim.as_ref(), &[event]).await?;
+    let event = events.pop().ok_or_else(|| ApiError::Internal(anyhow::anyhow!("insert returned no event")))?;
+    tracing::info!(event_id = %event.id, status = %event.status, replayed, "event stored");
+    Ok((created_or_replayed(replayed), Json(event)))
+}
+
+/// `POST /api/events/batch`: stores 1 to 500 events in one statement, all or none.
+pub async fn create_batch(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    headers: HeaderMap,
+    JsonBody(input): JsonBody<BatchInput>,
+) -> Result<(StatusCode, Json<EventList>), ApiError> {
+    let inputs = input.events.ok_or_else(|| FieldError::new("events", "is required"))?;
+    let events = validate_batch(inputs)?;
+    let claim = idempotency_claim(&headers, "POST /api/events/batch", &events)?;
+    let Insertion { events, replayed } = state.events.insert(caller.sub, claim.as_ref(), &events).await?;
+    tracing::info!(count = events.len(), replayed, "event batch stored");
+    Ok((created_or_replayed(replayed), Json(EventList { events, next_cursor: None })))
+}
+
+fn created_or_replayed(replayed: bool) -> StatusCode {
+    if replayed { StatusCode::OK } else { StatusCode::CREATED }
+}
+
+/// The claim on the request's Idempotency-Key, if it sent one. The fingerprint covers the route
+/// and the validated events, so formatting differences in the JSON do not count as another body.
+fn idempotency_claim(
+    headers: &HeaderMap,
+    route: &str,
+    events: &[NewEvent],
+) -> Result<Option<IdempotencyClaim>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
+        return Ok(None);
+    };
+    let key =
+        value.to_str().ok().filter(|key| (1..=MAX_IDEMPOTENCY_KEY_CHARS).contains(&key.len())).ok_or_else(|| {
+            FieldError::new(
+                "Idempotency-Key",
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters"),
+            )
+        })?;
+    let mut hasher = Sha256::new();
+    hasher.update(route.as_bytes());
+    hasher.update(serde_json::to_vec(events).map_err(|error| ApiError::Internal(error.into()))?);
+    Ok(Some(IdempotencyClaim { key: key.to_string(), fingerprint: hasher.finalize().to_vec() }))
+}
+
+/// Query of `GET /api/events`; values stay text so each bad one is reported by name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    source: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    q: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/events`: newest first, filtered, one page at a time.
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Authenticated,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<EventList>, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
+    let filter = EventFilter {
+        status: query
+            .status
+            .map(|status| status.parse::<Status>().map_err(|error| FieldError::new("status", error.to_string())))
+            .transpose()?,
+        source: query.source,
+        since: query.since.as_deref().map(|text| timestamp("since", text)).transpose()?,
+        until: query.until.as_deref().map(|text| timestamp("until", text)).transpose()?,
+        text: query.q.filter(|q| !q.is_empty()),
+    };
+    let limit = match query.limit {
+        None => DEFAULT_PAGE_SIZE,
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|limit| (1..=MAX_PAGE_SIZE).contains(limit))
+            .ok_or_else(|| FieldError::new("limit", format!("must be a whole number from 1 to {MAX_PAGE_SIZE}")))?,
+    };
+    let cursor = query
+        .cursor
+        .map(|text| Cursor::decode(&text).map_err(|error| FieldError::new("cursor", error.to_string())))
+        .transpose()?;
+
+    let mut events = state.events.list(&filter, cursor, limit + 1).await?;
+    let next_cursor = if events.len() as i64 > limit {
+        events.truncate(limit as usize);
+        events.last().map(|last| Cursor { received_at: last.received_at, id: last.id }.encode())
+    } else {
+        None
+    };
+    Ok(Json(EventList { events, next_cursor: Some(next_cursor) }))
+}
+
+fn timestamp(field: &str, text: &str) -> Result<DateTime<Utc>, FieldError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|_| FieldError::new(field, "must be an RFC 3339 timestamp, such as 2026-11-29T10:00:00Z"))
+}
+
+/// `GET /api/events/{id}`: one event with its pipeline state.
+pub async fn get(
+    State(state): State<AppState>,
+    _caller: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<Event>, ApiError> {
+    let id: Uuid = id.parse().map_err(|_| FieldError::new("id", "must be a UUID"))?;
+    state.events.get(id).await?.map(Json).ok_or(ApiError::NotFound("event"))
+}

@@ -1,0 +1,131 @@
+//! The ingest function's REST API: an axum router served through `lambda_http`.
+
+mod error;
+mod events;
+mod extract;
+mod health;
+mod tokens;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::Uri,
+    routing::{get, post},
+};
+use lambda_http::{Request, RequestExt, request::RequestContext};
+use sqlx::PgPool;
+use tower::{Service, ServiceBuilder};
+
+pub use error::ApiError;
+
+use crate::{
+    auth::TokenCodec,
+    config::JwtConfig,
+    store::{PgEventStore, PgUserStore},
+};
+
+/// Request bodies above this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// What the ingest handlers share, built once per cold start.
+#[derive(Clone)]
+pub struct AppState {
+    pub events: PgEventStore,
+    pub users: PgUserStore,
+    pub tokens: Arc<TokenCodec>,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, jwt: &JwtConfig) -> Self {
+        Self {
+            events: PgEventStore::new(pool.clone()),
+            users: PgUserStore::new(pool),
+            tokens: Arc::new(TokenCodec::new(jwt)),
+        }
+    }
+}
+
+/// The routes, without the Lambda path handling; see [`service`].
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/health", get(health::check))
+        .route("/api/token", post(tokens::obtain))
+        .route("/api/token/refresh", post(tokens::refresh))
+        .route("/api/events", post(events::create).get(events::list))
+        .route("/api/events/batch", post(events::create_batch))
+        .route("/api/events/{id}", get(events::get))
+        .fallback(|| async { ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The service `lambda_http::run` serves: the router behind the API Gateway path rewrite.
+pub fn service(
+    state: AppState,
+) -> impl Service<Request, Response = axum::response::Response, Error = std::convert::Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    ServiceBuilder::new().map_request(route_on_resource_path).service(router(state))
+}
+
+/// Routes on the path the client asked for, without the API Gateway stage.
+///
+/// `lambda_http` prefixes the stage (`/Prod/api/events`) unless `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH`
+/// is set, and cannot tell a stage prefix from a first path segment of the same name. The event
+/// itself can: a REST (v1) event's `path` never holds the stage, an HTTP (v2) event's `rawPath`
+/// holds it for every stage but `$default`.
+fn route_on_resource_path(mut request: Request) -> Request {
+    let raw_path = request.raw_http_path();
+    if raw_path.is_empty() {
+        return request;
+    }
+    let path = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => match context.stage.as_deref() {
+            Some(stage) if stage != "$default" => strip_stage(raw_path, stage),
+            _ => raw_path,
+        },
+        _ => raw_path,
+    };
+    let path_and_query = match request.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    };
+    let mut parts = request.uri().clone().into_parts();
+    match path_and_query.parse() {
+        Ok(path_and_query) => parts.path_and_query = Some(path_and_query),
+        Err(error) => {
+            tracing::warn!(%error, path, "raw path is not a valid URI path; routing on the rewritten one");
+            return request;
+        }
+    }
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+    request
+}
+
+fn strip_stage<'a>(path: &'a str, stage: &str) -> &'a str {
+    match path.strip_prefix('/').and_then(|rest| rest.strip_prefix(stage)) {
+        Some(rest) if rest.is_empty() => "/",
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stage_is_stripped_only_as_a_whole_leading_segment() {
+        assert_eq!(strip_stage("/Prod/api/events", "Prod"), "/api/events");
+        assert_eq!(strip_stage("/Prod", "Prod"), "/");
+        assert_eq!(strip_stage("/Production/api", "Prod"), "/Production/api");
+        assert_eq!(strip_stage("/api/events", "Prod"), "/api/events");
+        assert_eq!(strip_stage("/api/api/events", "api"), "/api/events");
+    }
+}

@@ -1,0 +1,3 @@
+//! Handlers: turn a Lambda event into a domain call and its result into a Lambda response.
+
+pub mod http;

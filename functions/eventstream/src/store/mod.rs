@@ -1,0 +1,38 @@
+//! Persistence ports and their PostgreSQL adapters.
+
+mod events;
+mod users;
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::{PgPool, postgres::PgPoolOptions};
+
+pub use events::{Cursor, EventFilter, IdempotencyClaim, Insertion, InvalidCursor, PgEventStore};
+pub use users::{PgUserStore, User, UserError};
+
+use crate::config::DatabaseConfig;
+
+/// A failure of the event store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The Idempotency-Key was already used for a different request.
+    #[error("idempotency key was already used with a different request")]
+    IdempotencyConflict,
+    #[error("a stored row holds a value the domain does not know: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Builds the pool a process shares across invocations; connects on first use, so a cold start
+/// does not wait for the database.
+pub fn lazy_pool(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        // A frozen Lambda environment may find its connections dead; test them before use.
+        .test_before_acquire(true)
+        .idle_timeout(Duration::from_secs(60))
+        .connect_lazy(config.url.expose_secret())
+}
