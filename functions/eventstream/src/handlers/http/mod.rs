@@ -110,7 +110,7 @@ fn route_on_resource_path(mut request: Request) -> Request {
 
 fn strip_stage<'a>(path: &'a str, stage: &str) -> &'a str {
     match path.strip_prefix('/').and_then(|rest| rest.strip_prefix(stage)) {
-        Some(rest) if rest.is_empty() => "/",
+        Some("") => "/",
         Some(rest) if rest.starts_with('/') => rest,
         _ => path,
     }

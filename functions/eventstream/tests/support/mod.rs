@@ -1,0 +1,156 @@
+//! Drives the ingest service the way API Gateway does: a proxy event through `lambda_http`'s own
+//! deserialisation, against a real PostgreSQL database that `#[sqlx::test]` made for the test.
+
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use eventstream::{
+    auth::{TokenCodec, TokenKind, hash_password},
+    config::JwtConfig,
+    handlers::http::{AppState, service},
+    store::PgUserStore,
+};
+use http_body_util::BodyExt;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+pub const SECRET: &str = "integration-test-secret-32-bytes-or-more";
+pub const PASSWORD: &str = "correct horse battery";
+
+/// The REST (v1) proxy event kept in `events/` for `sam local invoke`; tests reshape it.
+pub const REST_FIXTURE: &str = include_str!("../../../../events/ingest-create-event-rest.json");
+pub const HTTP_FIXTURE: &str = include_str!("../../../../events/ingest-create-event-http.json");
+
+pub fn jwt_config() -> JwtConfig {
+    JwtConfig {
+        secret: SecretString::from(SECRET),
+        issuer: "eventstream".into(),
+        audience: "eventstream-api".into(),
+        access_ttl: Duration::from_secs(300),
+        refresh_ttl: Duration::from_secs(86_400),
+    }
+}
+
+pub struct TestApi {
+    pub pool: PgPool,
+    pub tokens: TokenCodec,
+    state: AppState,
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The `error.code` and `error.field` of an error answer.
+    pub fn error(&self) -> (&str, Option<&str>) {
+        (self.body["error"]["code"].as_str().unwrap_or("<none>"), self.body["error"]["field"].as_str())
+    }
+}
+
+impl TestApi {
+    pub fn new(pool: PgPool) -> Self {
+        Self { state: AppState::new(pool.clone(), &jwt_config()), tokens: TokenCodec::new(&jwt_config()), pool }
+    }
+
+    pub async fn user(&self, username: &str) -> Uuid {
+        PgUserStore::new(self.pool.clone()).create(username, &hash_password(PASSWORD).unwrap()).await.unwrap()
+    }
+
+    pub fn access_token(&self, user: Uuid) -> String {
+        self.tokens.issue(user, "someone", TokenKind::Access)
+    }
+
+    pub async fn call_event(&self, event: &Value) -> Reply {
+        let request = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
+        let response = service(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("body is not JSON: {bytes:?}"))
+        };
+        Reply { status, headers, body }
+    }
+
+    pub async fn call(&self, request: Rest) -> Reply {
+        self.call_event(&request.event).await
+    }
+
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&self.pool).await.unwrap()
+    }
+
+    pub async fn key_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM idempotency_keys").fetch_one(&self.pool).await.unwrap()
+    }
+}
+
+/// An API Gateway REST proxy event, built from the fixture.
+pub struct Rest {
+    pub event: Value,
+}
+
+impl Rest {
+    pub fn new(method: &str, path: &str) -> Self {
+        let mut event: Value = serde_json::from_str(REST_FIXTURE).unwrap();
+        event["httpMethod"] = json!(method);
+        event["requestContext"]["httpMethod"] = json!(method);
+        event["path"] = json!(path);
+        event["requestContext"]["path"] = json!(format!("/Prod{path}"));
+        event["pathParameters"] = json!({ "proxy": path.trim_start_matches('/') });
+        event["headers"] = json!({ "Host": "abc123.execute-api.us-east-1.amazonaws.com" });
+        event["multiValueHeaders"] = json!({ "Host": ["abc123.execute-api.us-east-1.amazonaws.com"] });
+        event["body"] = Value::Null;
+        Self { event }
+    }
+
+    pub fn post(path: &str) -> Self {
+        Self::new("POST", path)
+    }
+
+    pub fn get(path: &str) -> Self {
+        Self::new("GET", path)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.event["headers"][name] = json!(value);
+        self.event["multiValueHeaders"][name] = json!([value]);
+        self
+    }
+
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("Authorization", &format!("Bearer {token}"))
+    }
+
+    pub fn raw_body(mut self, content_type: &str, body: &str) -> Self {
+        self.event["body"] = json!(body);
+        self.header("Content-Type", content_type)
+    }
+
+    pub fn json(self, body: &Value) -> Self {
+        self.raw_body("application/json", &body.to_string())
+    }
+
+    pub fn query(mut self, pairs: &[(&str, &str)]) -> Self {
+        let single: serde_json::Map<String, Value> = pairs.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let multi: serde_json::Map<String, Value> = pairs.iter().map(|(k, v)| (k.to_string(), json!([v]))).collect();
+        self.event["queryStringParameters"] = Value::Object(single);
+        self.event["multiValueQueryStringParameters"] = Value::Object(multi);
+        self
+    }
+}
+
+pub fn event_json(title: &str, status: &str) -> Value {
+    json!({ "title": title, "status": status })
+}
