@@ -1,0 +1,103 @@
+//! `eventstream-admin` as an operator runs it: a real process, a real database, the password on stdin.
+
+mod support;
+
+use std::{
+    io::Write,
+    process::{Command, Output, Stdio},
+};
+
+use axum::http::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+use support::{Rest, TestApi};
+
+/// The URL of the database `#[sqlx::test]` made for this test.
+fn database_url(pool: &PgPool) -> String {
+    let options = pool.connect_options();
+    let base = std::env::var("DATABASE_URL").expect("tests run with DATABASE_URL set");
+    let (server, _) = base.rsplit_once('/').expect("DATABASE_URL names a database");
+    format!("{server}/{}", options.get_database().expect("the test database has a name"))
+}
+
+fn admin(pool: &PgPool, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eventstream-admin"))
+        .args(args)
+        .env("DATABASE_URL", database_url(pool))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+async fn login_status(api: &TestApi, username: &str, password: &str) -> StatusCode {
+    api.call(Rest::post("/api/token").json(&json!({ "username": username, "password": password }))).await.status
+}
+
+#[sqlx::test(migrations = false)]
+async fn migrate_then_create_user_gives_a_user_who_can_log_in(pool: PgPool) {
+    let migrated = admin(&pool, &["migrate"], "");
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let again = admin(&pool, &["migrate"], "");
+    assert!(again.status.success(), "migrating twice is harmless");
+
+    let created = admin(&pool, &["create-user", "ops"], "s3cret-pass\n");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(String::from_utf8_lossy(&created.stdout).starts_with("created user ops"));
+
+    let api = TestApi::new(pool.clone());
+    assert_eq!(login_status(&api, "ops", "s3cret-pass").await, StatusCode::OK);
+    let stored: String = sqlx::query_scalar("SELECT password_hash FROM users").fetch_one(&pool).await.unwrap();
+    assert!(stored.starts_with("$argon2id$") && !stored.contains("s3cret-pass"));
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn set_password_deactivate_and_activate_take_effect(pool: PgPool) {
+    let api = TestApi::new(pool.clone());
+    assert!(admin(&pool, &["create-user", "ops"], "first-password\n").status.success());
+
+    assert!(admin(&pool, &["set-password", "ops"], "second-password\n").status.success());
+    assert_eq!(login_status(&api, "ops", "first-password").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(login_status(&api, "ops", "second-password").await, StatusCode::OK);
+
+    assert!(admin(&pool, &["deactivate", "ops"], "").status.success());
+    assert_eq!(login_status(&api, "ops", "second-password").await, StatusCode::UNAUTHORIZED);
+    assert!(admin(&pool, &["activate", "ops"], "").status.success());
+    assert_eq!(login_status(&api, "ops", "second-password").await, StatusCode::OK);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn mistakes_fail_with_a_message_and_change_nothing(pool: PgPool) {
+    assert!(admin(&pool, &["create-user", "ops"], "first-password\n").status.success());
+    let cases: [(&[&str], &str, &str); 5] = [
+        (&["create-user", "ops"], "another-password\n", "already exists"),
+        (&["create-user", "new user"], "a-fine-password\n", "without spaces"),
+        (&["create-user", "newbie"], "short\n", "between 8 and 1024"),
+        (&["create-user", "newbie"], "", "no password"),
+        (&["deactivate", "ghost"], "", "no user named"),
+    ];
+    for (args, stdin, message) in cases {
+        let output = admin(&pool, args, stdin);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&pool).await.unwrap();
+    assert_eq!(users, 1);
+    let api = TestApi::new(pool);
+    assert_eq!(login_status(&api, "ops", "first-password").await, StatusCode::OK);
+}
+
+#[test]
+fn a_missing_database_url_is_named() {
+    let output = Command::new(env!("CARGO_BIN_EXE_eventstream-admin"))
+        .arg("migrate")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("DATABASE_URL is not set"));
+}
