@@ -11,12 +11,19 @@ use secrecy::{ExposeSecret, SecretString};
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 /// A variable that is missing or cannot be used.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is not set")]
     Missing(&'static str),
     #[error("environment variable {name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
+}
+
+/// `main` returns this error and Rust prints it with `Debug`: show the operator the message.
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// Where PostgreSQL is and how many connections one process may hold.
