@@ -1,4 +1,4 @@
-use sqlx::PgPool;
+use sqlx::{PgPool, postgres::PgQueryResult};
 use uuid::Uuid;
 
 /// A user as the login needs it.
@@ -72,10 +72,7 @@ impl PgUserStore {
         )
         .execute(&self.pool)
         .await?;
-        if updated.rows_affected() == 0 {
-            return Err(UserError::NotFound(username.to_string()));
-        }
-        Ok(())
+        require_user_found(updated, username)
     }
 
     #[tracing::instrument(skip(self))]
@@ -87,9 +84,13 @@ impl PgUserStore {
         )
         .execute(&self.pool)
         .await?;
-        if updated.rows_affected() == 0 {
-            return Err(UserError::NotFound(username.to_string()));
-        }
-        Ok(())
+        require_user_found(updated, username)
     }
+}
+
+fn require_user_found(updated: PgQueryResult, username: &str) -> Result<(), UserError> {
+    if updated.rows_affected() == 0 {
+        return Err(UserError::NotFound(username.to_string()));
+    }
+    Ok(())
 }
