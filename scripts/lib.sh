@@ -1,21 +1,47 @@
-# Shared by the scripts in this folder: paths, messages, and the services the project needs.
+# Shared by the scripts in this folder: paths, messages, and the services and tools the project needs.
 # shellcheck shell=bash
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-LOCAL="$ROOT/.local"          # ignored: pids, logs, generated secrets
-VENV="$ROOT/.venv"            # ignored: Python tools (cargo-lambda)
+LOCAL="$ROOT/.local"          # ignored: pids, logs, generated secrets, node tools
+VENV="$ROOT/.venv"            # ignored: Python tools (cargo-lambda, SAM, cfn-lint, pytest)
 PG_SERVER_URL=${PG_SERVER_URL:-postgres://postgres@127.0.0.1:5432}
+MAILDEV_VERSION=3.0.0
+LOCALSTACK_PORT=${LOCALSTACK_PORT:-4566}
+
+# The local AWS: LocalStack's gateway, with its fixed test credentials.
+export AWS_ENDPOINT_URL="http://127.0.0.1:$LOCALSTACK_PORT"
+export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
+export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1} AWS_REGION=${AWS_REGION:-us-east-1}
+export SAM_CLI_TELEMETRY=0
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 fail() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Waits up to $2 seconds for `curl $1` to succeed; $3 names what is awaited, $4 the log to show.
+wait_for_url() {
+  local url=$1 seconds=$2 what=$3 log=${4:-}
+  for ((i = 1; i <= seconds; i++)); do
+    curl -sf -m 2 -o /dev/null "$url" && return 0
+    [ $((i % 15)) -eq 0 ] && echo "    waiting for $what... (${i}s)"
+    sleep 1
+  done
+  [ -n "$log" ] && tail -n 20 "$log" >&2
+  fail "$what did not answer at $url within ${seconds}s${log:+; see $log}"
+}
+
+apt_install() {
+  command -v apt-get >/dev/null || fail "$1 is missing and apt-get is not here to install it"
+  step "Installing $* with apt"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
 
 # Starts the machine's PostgreSQL when it is not answering; installs it with apt where it is missing.
 ensure_postgres() {
   if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then return; fi
   if ! command -v pg_ctlcluster >/dev/null; then
-    command -v apt-get >/dev/null || fail "PostgreSQL is not running on 127.0.0.1:5432 and apt-get is not here to install it"
-    step "Installing PostgreSQL with apt"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    apt_install postgresql
     # A new cluster asks for passwords over TCP; the local development cluster trusts loopback.
     local hba
     hba=$(ls /etc/postgresql/*/main/pg_hba.conf | head -n 1)
@@ -28,6 +54,25 @@ ensure_postgres() {
   done
   for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && return; sleep 1; done
   fail "PostgreSQL did not start; see /var/log/postgresql/"
+}
+
+# Starts the machine's RabbitMQ when it is not answering; installs it with apt where it is missing.
+ensure_rabbitmq() {
+  if port_open 5672; then return; fi
+  command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+  step "Starting RabbitMQ"
+  rabbitmq-server -detached
+  for _ in $(seq 60); do port_open 5672 && return; sleep 1; done
+  fail "RabbitMQ did not start; see /var/log/rabbitmq/"
+}
+
+# The management UI, for people watching the queues.
+ensure_rabbitmq_ui() {
+  if port_open 15672; then return; fi
+  step "Enabling RabbitMQ's management UI"
+  rabbitmq-plugins enable --quiet rabbitmq_management >/dev/null
+  for _ in $(seq 30); do port_open 15672 && return; sleep 1; done
+  fail "RabbitMQ's management UI did not open port 15672"
 }
 
 # Creates database $1 on the local server when it does not exist.
@@ -51,16 +96,43 @@ ensure_nextest() {
   cargo install cargo-nextest --locked
 }
 
-# cargo-lambda from its Python wheel, in the project's virtualenv.
-ensure_cargo_lambda() {
-  if [ -x "$VENV/bin/cargo-lambda" ]; then return; fi
-  step "Installing cargo-lambda into $VENV"
-  python3 -m venv "$VENV"
+# The Python tools, in the project's virtualenv, reinstalled when their pins change.
+ensure_tools() {
+  local stamp="$VENV/.requirements.sha256" wanted
+  wanted=$(sha256sum "$ROOT/scripts/requirements.txt" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then return; fi
+  step "Installing cargo-lambda, AWS SAM, cfn-lint, awscli-local and pytest into $VENV"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --upgrade pip
   "$VENV/bin/pip" install --quiet -r "$ROOT/scripts/requirements.txt"
+  echo "$wanted" > "$stamp"
 }
 
-# Runs eventstream-admin, built without needing a database for the query checks.
+# maildev: a local SMTP sink with a web UI and an HTTP API, from npm.
+ensure_maildev() {
+  if [ -x "$LOCAL/maildev/node_modules/.bin/maildev" ]; then return; fi
+  command -v npm >/dev/null || apt_install nodejs npm
+  step "Installing maildev $MAILDEV_VERSION into $LOCAL/maildev"
+  mkdir -p "$LOCAL/maildev"
+  npm install --silent --no-audit --no-fund --prefix "$LOCAL/maildev" "maildev@$MAILDEV_VERSION" >/dev/null 2>&1 \
+    || fail "npm could not install maildev@$MAILDEV_VERSION"
+}
+
+# Runs "$@" in its own process group in the background, logging to .local/$name.log, unless the
+# process recorded in .local/$name.pid is still alive.
+start_background() {
+  local name=$1; shift
+  mkdir -p "$LOCAL"
+  if [ -f "$LOCAL/$name.pid" ] && kill -0 "$(cat "$LOCAL/$name.pid")" 2>/dev/null; then
+    step "$name is already running (pid $(cat "$LOCAL/$name.pid"))"
+    return
+  fi
+  step "Starting $name (log: .local/$name.log)"
+  setsid "$@" >"$LOCAL/$name.log" 2>&1 </dev/null &
+  echo $! > "$LOCAL/$name.pid"
+}
+
+# Runs eventstream-admin from the workspace.
 admin() {
-  SQLX_OFFLINE=true cargo run --quiet --manifest-path "$ROOT/Cargo.toml" -p eventstream --bin eventstream-admin -- "$@"
+  cargo run --quiet --manifest-path "$ROOT/Cargo.toml" -p eventstream --bin eventstream-admin -- "$@"
 }
