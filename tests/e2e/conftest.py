@@ -26,7 +26,7 @@ def _stack_settings() -> dict:
         for line in env_file.read_text().splitlines():
             key, _, value = line.partition("=")
             settings[key] = value
-    for key in ("API_URL", "DEMO_USERNAME", "DEMO_PASSWORD", "INGEST_FUNCTION"):
+    for key in ("API_URL", "DEMO_USERNAME", "DEMO_PASSWORD", "INGEST_FUNCTION", "AWS_ENDPOINT_URL", "AWS_REGION"):
         if os.environ.get(key):
             settings[key] = os.environ[key]
     missing = [k for k in ("API_URL", "DEMO_USERNAME", "DEMO_PASSWORD", "INGEST_FUNCTION") if not settings.get(k)]
@@ -92,7 +92,15 @@ def tokens(api, stack) -> dict:
 
 
 @pytest.fixture(scope="session")
-def logs():
+def logs(stack):
+    """CloudWatch Logs of the stack: LocalStack's (with its test credentials) when scripts/up wrote
+    an endpoint, otherwise the AWS account of the caller's usual credentials."""
+    endpoint = stack.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        return boto3.client(
+            "logs", endpoint_url=endpoint, region_name=stack.get("AWS_REGION", "us-east-1"),
+            aws_access_key_id="test", aws_secret_access_key="test",
+        )
     return boto3.client("logs")
 
 
