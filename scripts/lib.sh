@@ -132,6 +132,23 @@ start_background() {
   echo $! > "$LOCAL/$name.pid"
 }
 
+# Runs "$@" with its output in .local/$name.log, echoing the log's latest line every 10 s so a
+# long step shows progress; on failure shows the log's tail and returns the command's status.
+run_logged() {
+  local name=$1; shift
+  local log="$LOCAL/$name.log" seconds=0 status=0
+  "$@" >"$log" 2>&1 &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    seconds=$((seconds + 1))
+    [ $((seconds % 10)) -eq 0 ] && printf '    %3ds  %s\n' "$seconds" "$(tail -n 1 "$log" | tr -d '\r' | cut -c1-100)"
+  done
+  wait "$pid" || status=$?
+  [ "$status" -eq 0 ] || tail -n 30 "$log" >&2
+  return "$status"
+}
+
 # Runs eventstream-admin from the workspace.
 admin() {
   cargo run --quiet --manifest-path "$ROOT/Cargo.toml" -p eventstream --bin eventstream-admin -- "$@"
