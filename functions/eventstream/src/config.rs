@@ -44,11 +44,22 @@ pub struct JwtConfig {
     pub refresh_ttl: Duration,
 }
 
+/// Where RabbitMQ is and how long to wait for it.
+#[derive(Clone, Debug)]
+pub struct AmqpConfig {
+    pub url: SecretString,
+    /// Put before every exchange and queue name; empty in a normal deployment.
+    pub queue_prefix: String,
+    /// Bounds connecting and waiting for publisher confirms.
+    pub timeout: Duration,
+}
+
 /// What the ingest function needs.
 #[derive(Clone, Debug)]
 pub struct IngestConfig {
     pub database: DatabaseConfig,
     pub jwt: JwtConfig,
+    pub amqp: AmqpConfig,
 }
 
 impl DatabaseConfig {
@@ -61,6 +72,25 @@ impl DatabaseConfig {
             url: SecretString::from(required(lookup, "DATABASE_URL")?),
             max_connections: optional(lookup, "DATABASE_MAX_CONNECTIONS", 2)?,
         })
+    }
+}
+
+impl AmqpConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&env_lookup)
+    }
+
+    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            url: SecretString::from(required(lookup, "AMQP_URL")?),
+            queue_prefix: optional(lookup, "AMQP_QUEUE_PREFIX", String::new())?,
+            timeout: Duration::from_millis(optional(lookup, "AMQP_TIMEOUT_MS", 3_000)?),
+        })
+    }
+
+    /// The publisher for this configuration; it connects on first use.
+    pub fn bus(&self) -> crate::bus::AmqpBus {
+        crate::bus::AmqpBus::new(self.url.clone(), crate::bus::Topology::with_prefix(&self.queue_prefix), self.timeout)
     }
 }
 
@@ -102,7 +132,11 @@ impl IngestConfig {
     }
 
     fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        Ok(Self { database: DatabaseConfig::from_lookup(lookup)?, jwt: JwtConfig::from_lookup(lookup)? })
+        Ok(Self {
+            database: DatabaseConfig::from_lookup(lookup)?,
+            jwt: JwtConfig::from_lookup(lookup)?,
+            amqp: AmqpConfig::from_lookup(lookup)?,
+        })
     }
 }
 
@@ -145,7 +179,14 @@ mod tests {
 
     #[test]
     fn defaults_apply_when_only_required_variables_are_set() {
-        let config = config_from(&[("DATABASE_URL", "postgres://localhost/x"), ("JWT_SECRET", SECRET)]).unwrap();
+        let config = config_from(&[
+            ("DATABASE_URL", "postgres://localhost/x"),
+            ("JWT_SECRET", SECRET),
+            ("AMQP_URL", "amqp://localhost"),
+        ])
+        .unwrap();
+        assert_eq!(config.amqp.queue_prefix, "");
+        assert_eq!(config.amqp.timeout, Duration::from_secs(3));
         assert_eq!(config.database.max_connections, 2);
         assert_eq!(config.jwt.access_ttl, Duration::from_secs(300));
         assert_eq!(config.jwt.refresh_ttl, Duration::from_secs(86_400));
@@ -157,6 +198,8 @@ mod tests {
     fn a_missing_variable_is_named() {
         let error = config_from(&[("JWT_SECRET", SECRET)]).unwrap_err();
         assert_eq!(error.to_string(), "environment variable DATABASE_URL is not set");
+        let error = config_from(&[("DATABASE_URL", "postgres://x"), ("JWT_SECRET", SECRET)]).unwrap_err();
+        assert_eq!(error.to_string(), "environment variable AMQP_URL is not set");
         let error = config_from(&[("DATABASE_URL", "postgres://x"), ("JWT_SECRET", "  ")]).unwrap_err();
         assert_eq!(error.to_string(), "environment variable JWT_SECRET is not set");
     }
@@ -172,13 +215,18 @@ mod tests {
         let error = config_from(&[
             ("DATABASE_URL", "postgres://x"),
             ("JWT_SECRET", SECRET),
+            ("AMQP_URL", "amqp://x"),
             ("JWT_ACCESS_TTL_SECONDS", "five minutes"),
         ])
         .unwrap_err();
         assert!(error.to_string().starts_with("environment variable JWT_ACCESS_TTL_SECONDS is invalid"), "{error}");
-        let error =
-            config_from(&[("DATABASE_URL", "postgres://x"), ("JWT_SECRET", SECRET), ("JWT_REFRESH_TTL_SECONDS", "0")])
-                .unwrap_err();
+        let error = config_from(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("JWT_SECRET", SECRET),
+            ("AMQP_URL", "amqp://x"),
+            ("JWT_REFRESH_TTL_SECONDS", "0"),
+        ])
+        .unwrap_err();
         assert!(error.to_string().contains("JWT_REFRESH_TTL_SECONDS"), "{error}");
     }
 }

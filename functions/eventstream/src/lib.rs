@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bus;
 pub mod config;
 pub mod domain;
 pub mod handlers;

@@ -395,6 +395,39 @@ async fn a_batch_of_500_is_stored_in_the_order_sent(pool: PgPool) {
     assert_eq!(api.event_count().await, 500);
 }
 
+// ---------- publishing to the dispatcher ----------
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn stored_events_are_published_to_dispatch_once_and_replays_publish_nothing(pool: PgPool) {
+    let api = TestApi::new(pool);
+    let token = api.access_token(api.user("alice").await);
+    let batch = json!({ "events": [event_json("a", "warning"), event_json("b", "error")] });
+    let post = || Rest::post("/api/events/batch").bearer(&token).json(&batch).header("Idempotency-Key", "k");
+
+    let created = api.call(post()).await;
+    let replayed = api.call(post()).await;
+
+    assert_eq!((created.status, replayed.status), (StatusCode::CREATED, StatusCode::OK));
+    let published = api.drain(eventstream::bus::Queue::Dispatch).await;
+    let ids: Vec<Value> = created.body["events"].as_array().unwrap().iter().map(|e| e["id"].clone()).collect();
+    assert_eq!(published.iter().map(|m| json!(m.event_id)).collect::<Vec<_>>(), ids);
+    assert_eq!(published[1].status, eventstream::domain::Status::Error);
+    assert_eq!(published[1].title, "b");
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn with_rabbitmq_unreachable_the_event_is_stored_and_left_received(pool: PgPool) {
+    // Nothing listens on port 1: the connection is refused, as when RabbitMQ is down.
+    let api = TestApi::with_amqp(pool, "amqp://guest:guest@127.0.0.1:1/%2f");
+    let token = api.access_token(api.user("alice").await);
+
+    let reply = api.call(Rest::post("/api/events").bearer(&token).json(&event_json("t", "error"))).await;
+
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    assert_eq!(reply.body["pipeline_state"], "received");
+    assert_eq!(api.event_count().await, 1);
+}
+
 // ---------- Idempotency-Key ----------
 
 #[sqlx::test(migrations = "../../migrations")]

@@ -12,5 +12,5 @@ async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let config = IngestConfig::from_env()?;
     let pool = lazy_pool(&config.database)?;
-    run(service(AppState::new(pool, &config.jwt))).await
+    run(service(AppState::new(pool, &config.jwt, config.amqp.bus()))).await
 }

@@ -82,6 +82,11 @@ fn start(pool: &PgPool, processes: &mut Processes) -> String {
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
             .env("DATABASE_URL", database_url(pool))
             .env("JWT_SECRET", JWT_SECRET)
+            .env(
+                "AMQP_URL",
+                std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            )
+            .env("AMQP_QUEUE_PREFIX", format!("tmp-runtime-{port}-"))
             .spawn()
             .unwrap(),
     );
@@ -137,6 +142,26 @@ async fn the_function_answers_the_sample_events_through_the_runtime_api(pool: Pg
 
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.unwrap();
     assert_eq!(stored, 5);
+    delete_topology(&format!("tmp-runtime-{}-", url_port(&url))).await;
+}
+
+fn url_port(url: &str) -> u16 {
+    url.trim_start_matches("http://127.0.0.1:").split('/').next().unwrap().parse().unwrap()
+}
+
+/// The function declared durable queues under the test's prefix; leave the broker as it was.
+async fn delete_topology(prefix: &str) {
+    use lapin::{Connection, ConnectionProperties, options::*};
+    let url = std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let connection = Connection::connect(&url, ConnectionProperties::default()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    for queue in ["dispatch", "warning", "error"] {
+        channel.queue_delete(format!("{prefix}{queue}").as_str().into(), QueueDeleteOptions::default()).await.unwrap();
+    }
+    channel
+        .exchange_delete(format!("{prefix}eventstream").as_str().into(), ExchangeDeleteOptions::default())
+        .await
+        .unwrap();
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, StatusCode};
 use eventstream::{
     auth::{TokenCodec, TokenKind, hash_password},
+    bus::{AmqpBus, EventMessage, Queue, Topology},
     config::JwtConfig,
     handlers::http::{AppState, service},
     store::PgUserStore,
@@ -36,9 +37,15 @@ pub fn jwt_config() -> JwtConfig {
     }
 }
 
+/// The RabbitMQ the tests use: the machine's, unless `AMQP_URL` names another.
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
 pub struct TestApi {
     pub pool: PgPool,
     pub tokens: TokenCodec,
+    pub topology: Topology,
     state: AppState,
 }
 
@@ -57,8 +64,36 @@ impl Reply {
 }
 
 impl TestApi {
+    /// An API over `pool` publishing to a topology of its own on the real RabbitMQ.
     pub fn new(pool: PgPool) -> Self {
-        Self { state: AppState::new(pool.clone(), &jwt_config()), tokens: TokenCodec::new(&jwt_config()), pool }
+        Self::with_amqp(pool, &amqp_url())
+    }
+
+    pub fn with_amqp(pool: PgPool, url: &str) -> Self {
+        let topology = Topology::ephemeral();
+        let bus = AmqpBus::new(SecretString::from(url), topology.clone(), Duration::from_secs(2));
+        Self {
+            state: AppState::new(pool.clone(), &jwt_config(), bus),
+            tokens: TokenCodec::new(&jwt_config()),
+            topology,
+            pool,
+        }
+    }
+
+    /// Takes every message waiting in one of this API's queues.
+    pub async fn drain(&self, queue: Queue) -> Vec<EventMessage> {
+        use lapin::{Connection, ConnectionProperties, options::BasicGetOptions};
+        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let name = self.topology.queue_name(queue);
+        let mut messages = Vec::new();
+        while let Some(message) =
+            channel.basic_get(name.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap()
+        {
+            messages.push(EventMessage::parse(&message.delivery.data).unwrap());
+        }
+        connection.close(0, "done".into()).await.ok();
+        messages
     }
 
     pub async fn user(&self, username: &str) -> Uuid {

@@ -13,6 +13,7 @@ use super::{
     extract::{Authenticated, JsonBody},
 };
 use crate::{
+    bus::{EventMessage, Queue},
     domain::{Event, EventInput, FieldError, NewEvent, Status, validate_batch},
     store::{Cursor, EventFilter, IdempotencyClaim, Insertion},
 };
@@ -47,6 +48,9 @@ pub async fn create(
     let event = input.validate()?;
     let claim = idempotency_claim(&headers, "POST /api/events", std::slice::from_ref(&event))?;
     let Insertion { mut events, replayed } = state.events.insert(caller.sub, claim.as_ref(), &[event]).await?;
+    if !replayed {
+        publish_for_dispatch(&state, &events).await;
+    }
     let event = events.pop().ok_or_else(|| ApiError::Internal(anyhow::anyhow!("insert returned no event")))?;
     tracing::info!(event_id = %event.id, status = %event.status, replayed, "event stored");
     Ok((created_or_replayed(replayed), Json(event)))
@@ -63,8 +67,20 @@ pub async fn create_batch(
     let events = validate_batch(inputs)?;
     let claim = idempotency_claim(&headers, "POST /api/events/batch", &events)?;
     let Insertion { events, replayed } = state.events.insert(caller.sub, claim.as_ref(), &events).await?;
+    if !replayed {
+        publish_for_dispatch(&state, &events).await;
+    }
     tracing::info!(count = events.len(), replayed, "event batch stored");
     Ok((created_or_replayed(replayed), Json(EventList { events, next_cursor: None })))
+}
+
+/// Hands committed events to the dispatcher. A failure does not fail the request: the events are
+/// stored and stay `received`, and the dispatcher's sweep publishes them later.
+async fn publish_for_dispatch(state: &AppState, events: &[Event]) {
+    let messages: Vec<EventMessage> = events.iter().map(EventMessage::for_event).collect();
+    if let Err(error) = state.bus.publish(Queue::Dispatch, &messages).await {
+        tracing::warn!(%error, count = events.len(), "events stored but not published; the sweep will publish them");
+    }
 }
 
 fn created_or_replayed(replayed: bool) -> StatusCode {

@@ -22,6 +22,7 @@ pub use error::ApiError;
 
 use crate::{
     auth::TokenCodec,
+    bus::AmqpBus,
     config::JwtConfig,
     store::{PgEventStore, PgUserStore},
 };
@@ -35,14 +36,16 @@ pub struct AppState {
     pub events: PgEventStore,
     pub users: PgUserStore,
     pub tokens: Arc<TokenCodec>,
+    pub bus: Arc<AmqpBus>,
 }
 
 impl AppState {
-    pub fn new(pool: PgPool, jwt: &JwtConfig) -> Self {
+    pub fn new(pool: PgPool, jwt: &JwtConfig, bus: AmqpBus) -> Self {
         Self {
             events: PgEventStore::new(pool.clone()),
             users: PgUserStore::new(pool),
             tokens: Arc::new(TokenCodec::new(jwt)),
+            bus: Arc::new(bus),
         }
     }
 }

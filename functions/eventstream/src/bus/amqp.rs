@@ -1,0 +1,157 @@
+use std::time::Duration;
+
+use lapin::{
+    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
+    options::{
+        BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    },
+    types::{AMQPValue, FieldTable},
+};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Mutex;
+
+use super::{EventMessage, Queue, Topology};
+
+/// Persistent: the broker writes the message to disk before it confirms it.
+const PERSISTENT: u8 = 2;
+
+/// Why a publish did not reach the broker's disk.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot reach RabbitMQ: {0}")]
+    Connect(#[source] lapin::Error),
+    #[error("RabbitMQ did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("RabbitMQ refused the publish: {0}")]
+    Publish(#[source] lapin::Error),
+    #[error("RabbitMQ did not confirm {0} of the messages")]
+    NotConfirmed(usize),
+}
+
+/// Declares the durable exchange and queues, each bound by its own name. Idempotent: whoever
+/// connects first (ingest, dispatch, the bridge) creates them.
+pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<(), lapin::Error> {
+    let ephemeral = topology.expires.is_some();
+    let exchange = ExchangeDeclareOptions { durable: !ephemeral, auto_delete: ephemeral, ..Default::default() };
+    channel
+        .exchange_declare(topology.exchange.as_str().into(), ExchangeKind::Direct, exchange, FieldTable::default())
+        .await?;
+    let mut arguments = FieldTable::default();
+    if let Some(expires) = topology.expires {
+        arguments.insert("x-expires".into(), AMQPValue::LongUInt(expires.as_millis() as u32));
+    }
+    for queue in Queue::ALL {
+        let name = topology.queue_name(queue);
+        channel.queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), arguments.clone()).await?;
+        channel
+            .queue_bind(
+                name.as_str().into(),
+                topology.exchange.as_str().into(),
+                name.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Publishes event messages with publisher confirms over one connection per process, made on
+/// first use and made again when it was lost (a Lambda environment frozen between invocations
+/// finds its connection closed by the broker).
+pub struct AmqpBus {
+    url: SecretString,
+    topology: Topology,
+    timeout: Duration,
+    channel: Mutex<Option<Channel>>,
+}
+
+impl AmqpBus {
+    pub fn new(url: SecretString, topology: Topology, timeout: Duration) -> Self {
+        Self { url, topology, timeout, channel: Mutex::new(None) }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Publishes every message to `queue` and returns once the broker confirmed them all.
+    ///
+    /// A failure on a connection that was already open is retried once on a new connection.
+    #[tracing::instrument(skip_all, fields(queue = queue.role(), messages = messages.len()))]
+    pub async fn publish(&self, queue: Queue, messages: &[EventMessage]) -> Result<(), BusError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut slot = self.channel.lock().await;
+        let reused = slot.as_ref().is_some_and(|channel| channel.status().connected());
+        if !reused {
+            *slot = Some(self.connect().await?);
+        }
+        let channel = slot.as_ref().expect("a channel was just set");
+        let result = self.publish_on(channel, queue, messages).await;
+        if result.is_err() && reused {
+            tracing::warn!(error = %result.as_ref().unwrap_err(), "publish failed on an old connection; reconnecting");
+            *slot = Some(self.connect().await?);
+            let channel = slot.as_ref().expect("a channel was just set");
+            return self.publish_on(channel, queue, messages).await.inspect_err(|_| *slot = None);
+        }
+        if result.is_err() {
+            *slot = None;
+        }
+        result
+    }
+
+    async fn connect(&self) -> Result<Channel, BusError> {
+        let connect = async {
+            let connection = Connection::connect(self.url.expose_secret(), ConnectionProperties::default()).await?;
+            let channel = connection.create_channel().await?;
+            channel.confirm_select(ConfirmSelectOptions::default()).await?;
+            declare_topology(&channel, &self.topology).await?;
+            Ok::<_, lapin::Error>(channel)
+        };
+        let channel = tokio::time::timeout(self.timeout, connect)
+            .await
+            .map_err(|_| BusError::Timeout(self.timeout))?
+            .map_err(BusError::Connect)?;
+        tracing::info!("connected to RabbitMQ");
+        Ok(channel)
+    }
+
+    async fn publish_on(&self, channel: &Channel, queue: Queue, messages: &[EventMessage]) -> Result<(), BusError> {
+        let routing_key = self.topology.queue_name(queue);
+        let publish = async {
+            let mut confirms = Vec::with_capacity(messages.len());
+            for message in messages {
+                let properties = BasicProperties::default()
+                    .with_delivery_mode(PERSISTENT)
+                    .with_content_type("application/json".into())
+                    .with_message_id(message.event_id.to_string().into());
+                let confirm = channel
+                    .basic_publish(
+                        self.topology.exchange.as_str().into(),
+                        routing_key.as_str().into(),
+                        // Mandatory: a message no queue takes comes back instead of vanishing.
+                        BasicPublishOptions { mandatory: true, ..Default::default() },
+                        &message.to_bytes(),
+                        properties,
+                    )
+                    .await
+                    .map_err(BusError::Publish)?;
+                confirms.push(confirm);
+            }
+            let mut unconfirmed = 0;
+            for confirm in confirms {
+                let confirmation = confirm.await.map_err(BusError::Publish)?;
+                if !confirmation.is_ack() || confirmation.take_message().is_some() {
+                    unconfirmed += 1;
+                }
+            }
+            if unconfirmed > 0 {
+                return Err(BusError::NotConfirmed(unconfirmed));
+            }
+            Ok(())
+        };
+        tokio::time::timeout(self.timeout, publish).await.map_err(|_| BusError::Timeout(self.timeout))?
+    }
+}
