@@ -89,17 +89,19 @@ impl AmqpBus {
             *slot = Some(self.connect().await?);
         }
         let channel = slot.as_ref().expect("a channel was just set");
-        let result = self.publish_on(channel, queue, messages).await;
-        if result.is_err() && reused {
-            tracing::warn!(error = %result.as_ref().unwrap_err(), "publish failed on an old connection; reconnecting");
-            *slot = Some(self.connect().await?);
-            let channel = slot.as_ref().expect("a channel was just set");
-            return self.publish_on(channel, queue, messages).await.inspect_err(|_| *slot = None);
+        match self.publish_on(channel, queue, messages).await {
+            Ok(()) => Ok(()),
+            Err(error) if reused => {
+                tracing::warn!(%error, "publish failed on an old connection; reconnecting");
+                *slot = Some(self.connect().await?);
+                let channel = slot.as_ref().expect("a channel was just set");
+                self.publish_on(channel, queue, messages).await.inspect_err(|_| *slot = None)
+            }
+            Err(error) => {
+                *slot = None;
+                Err(error)
+            }
         }
-        if result.is_err() {
-            *slot = None;
-        }
-        result
     }
 
     async fn connect(&self) -> Result<Channel, BusError> {
