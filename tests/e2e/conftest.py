@@ -26,7 +26,8 @@ def _stack_settings() -> dict:
         for line in env_file.read_text().splitlines():
             key, _, value = line.partition("=")
             settings[key] = value
-    for key in ("API_URL", "DEMO_USERNAME", "DEMO_PASSWORD", "INGEST_FUNCTION", "AWS_ENDPOINT_URL", "AWS_REGION"):
+    for key in ("API_URL", "DEMO_USERNAME", "DEMO_PASSWORD", "INGEST_FUNCTION", "AWS_ENDPOINT_URL", "AWS_REGION",
+                "MAIL_API", "WARNING_DLQ_URL", "ERROR_DLQ_URL"):
         if os.environ.get(key):
             settings[key] = os.environ[key]
     missing = [k for k in ("API_URL", "DEMO_USERNAME", "DEMO_PASSWORD", "INGEST_FUNCTION") if not settings.get(k)]
