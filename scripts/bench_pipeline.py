@@ -1,0 +1,84 @@
+"""Ingest-to-email latency of the local stack, per error event, with the throughput of the run.
+
+An event's start is its `received_at` (the server's clock at commit); its end is the time the SMTP
+sink (maildev) received its email. Both clocks are this machine's.
+"""
+
+import argparse
+import json
+import statistics
+import time
+import urllib.request
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def settings() -> dict:
+    pairs = (line.partition("=") for line in (ROOT / ".local" / "stack.env").read_text().splitlines())
+    return {key: value for key, _, value in pairs}
+
+
+def call(url: str, body=None, token=None) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def parse_time(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--deadline", type=float, default=300, help="seconds to wait for the emails")
+    args = parser.parse_args()
+    stack = settings()
+    api = stack["API_URL"] + "/api"
+    token = call(f"{api}/token", {"username": stack["DEMO_USERNAME"], "password": stack["DEMO_PASSWORD"]})["access"]
+
+    run = uuid.uuid4().hex[:8]
+    received: dict[str, float] = {}
+    started = time.time()
+    for first in range(0, args.events, args.batch):
+        count = min(args.batch, args.events - first)
+        events = [{"title": f"bench {run} {first + i}", "status": "error", "source": f"bench-{run}"} for i in range(count)]
+        for event in call(f"{api}/events/batch", {"events": events}, token)["events"]:
+            received[event["id"]] = parse_time(event["received_at"])
+    posted = time.time() - started
+
+    emailed: dict[str, float] = {}
+    deadline = time.time() + args.deadline
+    while len(emailed) < len(received) and time.time() < deadline:
+        with urllib.request.urlopen(stack["MAIL_API"].rstrip("/") + "/api/email", timeout=30) as response:
+            for mail in json.loads(response.read()):
+                text = json.dumps(mail)
+                for event_id in received.keys() - emailed.keys():
+                    if event_id in text:
+                        emailed[event_id] = parse_time(mail["time"])
+        time.sleep(0.5)
+    if len(emailed) < len(received):
+        raise SystemExit(f"only {len(emailed)} of {len(received)} emails arrived within {args.deadline}s")
+
+    latencies = [emailed[event_id] - received[event_id] for event_id in received]
+    drained = max(emailed.values()) - min(received.values())
+    print(f"{len(received)} error events in batches of {args.batch}, posted in {posted:.2f} s through the API Gateway")
+    print(f"ingest -> email: p50 {statistics.median(latencies):.2f} s   p99 {percentile(latencies, 0.99):.2f} s   "
+          f"max {max(latencies):.2f} s")
+    print(f"first receipt to last email: {drained:.2f} s ({len(received) / drained:.0f} events/s end to end)")
+
+
+if __name__ == "__main__":
+    main()
