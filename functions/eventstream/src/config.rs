@@ -54,6 +54,31 @@ pub struct AmqpConfig {
     pub timeout: Duration,
 }
 
+/// What the dispatch function needs.
+#[derive(Clone, Debug)]
+pub struct DispatchConfig {
+    pub database: DatabaseConfig,
+    pub amqp: AmqpConfig,
+    pub sweep: crate::handlers::dispatch::SweepSettings,
+}
+
+impl DispatchConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&env_lookup)
+    }
+
+    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            database: DatabaseConfig::from_lookup(lookup)?,
+            amqp: AmqpConfig::from_lookup(lookup)?,
+            sweep: crate::handlers::dispatch::SweepSettings {
+                older_than: Duration::from_secs(optional(lookup, "SWEEP_AFTER_SECONDS", 60)?),
+                limit: optional(lookup, "SWEEP_LIMIT", 1_000)?,
+            },
+        })
+    }
+}
+
 /// What the ingest function needs.
 #[derive(Clone, Debug)]
 pub struct IngestConfig {
@@ -136,6 +161,161 @@ impl IngestConfig {
             database: DatabaseConfig::from_lookup(lookup)?,
             jwt: JwtConfig::from_lookup(lookup)?,
             amqp: AmqpConfig::from_lookup(lookup)?,
+        })
+    }
+}
+
+/// How the connection to the SMTP relay is secured (`SMTP_TLS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain text: only for a local sink such as maildev.
+    None,
+    /// A plain connection upgraded with STARTTLS, which the relay must offer.
+    StartTls,
+    /// TLS from the first byte (implicit TLS).
+    Tls,
+}
+
+impl SmtpTls {
+    /// The port relays conventionally listen on for this mode.
+    fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::None => 25,
+            SmtpTls::StartTls => 587,
+            SmtpTls::Tls => 465,
+        }
+    }
+}
+
+impl FromStr for SmtpTls {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.to_ascii_lowercase().as_str() {
+            "none" => Ok(SmtpTls::None),
+            "starttls" => Ok(SmtpTls::StartTls),
+            "tls" => Ok(SmtpTls::Tls),
+            _ => Err(format!("{text:?} is not one of none, starttls, tls")),
+        }
+    }
+}
+
+/// The account the relay is logged in to.
+#[derive(Clone, Debug)]
+pub struct SmtpLogin {
+    pub username: String,
+    pub password: SecretString,
+}
+
+/// Where the SMTP relay is and how to talk to it.
+#[derive(Clone, Debug)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// None when the relay takes mail without logging in (a local sink, a relay trusting the VPC).
+    pub login: Option<SmtpLogin>,
+    /// Bounds connecting and each SMTP command; keep it well under the function's timeout.
+    pub timeout: Duration,
+}
+
+/// Who error alerts come from and go to, and where their links point.
+#[derive(Clone, Debug)]
+pub struct AlertConfig {
+    pub from: crate::mail::Mailbox,
+    pub recipients: Vec<crate::mail::Mailbox>,
+    /// The API's base URL without a trailing slash, stage included (`https://…/Prod`).
+    pub api_base_url: String,
+}
+
+/// What the error handler needs.
+#[derive(Clone, Debug)]
+pub struct ErrorHandlerConfig {
+    pub database: DatabaseConfig,
+    pub smtp: SmtpConfig,
+    pub alert: AlertConfig,
+    /// How long an email may stay claimed by one invocation before another may send it: longer
+    /// than the function's timeout, so a live sender is never doubled.
+    pub claim_timeout: Duration,
+}
+
+impl SmtpConfig {
+    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let tls: SmtpTls = optional(lookup, "SMTP_TLS", SmtpTls::StartTls)?;
+        let login = match (lookup("SMTP_USERNAME").filter(|v| !v.is_empty()), lookup("SMTP_PASSWORD")) {
+            (Some(username), Some(password)) if !password.is_empty() => {
+                Some(SmtpLogin { username, password: SecretString::from(password) })
+            }
+            (Some(_), _) => return Err(ConfigError::Missing("SMTP_PASSWORD")),
+            (None, Some(password)) if !password.is_empty() => return Err(ConfigError::Missing("SMTP_USERNAME")),
+            (None, _) => None,
+        };
+        Ok(Self {
+            host: required(lookup, "SMTP_HOST")?.trim().to_string(),
+            port: optional(lookup, "SMTP_PORT", tls.default_port())?,
+            tls,
+            login,
+            timeout: Duration::from_millis(optional(lookup, "SMTP_TIMEOUT_MS", 10_000)?),
+        })
+    }
+}
+
+impl AlertConfig {
+    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let from = required(lookup, "MAIL_FROM")?;
+        let from = from.trim().parse().map_err(|error: lettre::address::AddressError| ConfigError::Invalid {
+            name: "MAIL_FROM",
+            reason: format!("{from:?} is not an email address: {error}"),
+        })?;
+        let recipients = required(lookup, "ALERT_RECIPIENTS")?
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                entry.parse().map_err(|error: lettre::address::AddressError| ConfigError::Invalid {
+                    name: "ALERT_RECIPIENTS",
+                    reason: format!("{entry:?} is not an email address: {error}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if recipients.is_empty() {
+            return Err(ConfigError::Missing("ALERT_RECIPIENTS"));
+        }
+        let api_base_url = required(lookup, "API_BASE_URL")?.trim().trim_end_matches('/').to_string();
+        if !(api_base_url.starts_with("https://") || api_base_url.starts_with("http://")) {
+            return Err(ConfigError::Invalid {
+                name: "API_BASE_URL",
+                reason: "must start with https:// or http://".into(),
+            });
+        }
+        Ok(Self { from, recipients, api_base_url })
+    }
+
+    /// Where the API serves one event.
+    pub fn event_link(&self, id: uuid::Uuid) -> String {
+        format!("{}/api/events/{id}", self.api_base_url)
+    }
+}
+
+impl ErrorHandlerConfig {
+    /// Reads the error handler's configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&env_lookup)
+    }
+
+    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let claim_timeout = optional(lookup, "NOTIFICATION_CLAIM_TIMEOUT_SECONDS", 300)?;
+        if claim_timeout == 0 {
+            return Err(ConfigError::Invalid {
+                name: "NOTIFICATION_CLAIM_TIMEOUT_SECONDS",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Self {
+            database: DatabaseConfig::from_lookup(lookup)?,
+            smtp: SmtpConfig::from_lookup(lookup)?,
+            alert: AlertConfig::from_lookup(lookup)?,
+            claim_timeout: Duration::from_secs(claim_timeout),
         })
     }
 }
@@ -228,5 +408,88 @@ mod tests {
         ])
         .unwrap_err();
         assert!(error.to_string().contains("JWT_REFRESH_TTL_SECONDS"), "{error}");
+    }
+
+    fn error_handler_config_from(pairs: &[(&str, &str)]) -> Result<ErrorHandlerConfig, ConfigError> {
+        let mut vars: HashMap<String, String> = [
+            ("DATABASE_URL", "postgres://localhost/x"),
+            ("SMTP_HOST", "smtp.example.com"),
+            ("MAIL_FROM", "EventStream <alerts@example.com>"),
+            ("ALERT_RECIPIENTS", "ops@example.com"),
+            ("API_BASE_URL", "https://api.example.com/Prod"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        vars.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        ErrorHandlerConfig::from_lookup(&|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn the_error_handler_defaults_to_starttls_on_587_without_login() {
+        let config = error_handler_config_from(&[]).unwrap();
+        assert_eq!(config.smtp.host, "smtp.example.com");
+        assert_eq!((config.smtp.tls, config.smtp.port), (SmtpTls::StartTls, 587));
+        assert!(config.smtp.login.is_none());
+        assert_eq!(config.smtp.timeout, Duration::from_secs(10));
+        assert_eq!(config.claim_timeout, Duration::from_secs(300));
+        assert_eq!(config.alert.from.to_string(), "EventStream <alerts@example.com>");
+    }
+
+    #[test]
+    fn the_smtp_port_defaults_by_tls_mode_and_a_set_port_wins() {
+        let port = |pairs: &[(&str, &str)]| error_handler_config_from(pairs).unwrap().smtp.port;
+        assert_eq!(port(&[("SMTP_TLS", "tls")]), 465);
+        assert_eq!(port(&[("SMTP_TLS", "NONE")]), 25);
+        assert_eq!(port(&[("SMTP_TLS", "none"), ("SMTP_PORT", "1025")]), 1025);
+        let error = error_handler_config_from(&[("SMTP_TLS", "ssl")]).unwrap_err();
+        assert!(error.to_string().starts_with("environment variable SMTP_TLS is invalid"), "{error}");
+        let error = error_handler_config_from(&[("SMTP_PORT", "70000")]).unwrap_err();
+        assert!(error.to_string().starts_with("environment variable SMTP_PORT is invalid"), "{error}");
+    }
+
+    #[test]
+    fn an_smtp_login_needs_both_username_and_password() {
+        let config = error_handler_config_from(&[("SMTP_USERNAME", "user"), ("SMTP_PASSWORD", "pw")]).unwrap();
+        let login = config.smtp.login.unwrap();
+        assert_eq!((login.username.as_str(), login.password.expose_secret()), ("user", "pw"));
+        let error = error_handler_config_from(&[("SMTP_USERNAME", "user")]).unwrap_err();
+        assert_eq!(error.to_string(), "environment variable SMTP_PASSWORD is not set");
+        let error = error_handler_config_from(&[("SMTP_PASSWORD", "pw")]).unwrap_err();
+        assert_eq!(error.to_string(), "environment variable SMTP_USERNAME is not set");
+    }
+
+    #[test]
+    fn alert_recipients_are_a_comma_separated_list_of_addresses() {
+        let config =
+            error_handler_config_from(&[("ALERT_RECIPIENTS", " ops@example.com, Dev <dev@example.com>,")]).unwrap();
+        let recipients: Vec<String> = config.alert.recipients.iter().map(ToString::to_string).collect();
+        assert_eq!(recipients, ["ops@example.com", "Dev <dev@example.com>"]);
+
+        let error = error_handler_config_from(&[("ALERT_RECIPIENTS", "ops@example.com, not-an-address")]).unwrap_err();
+        assert!(
+            error.to_string().starts_with(r#"environment variable ALERT_RECIPIENTS is invalid: "not-an-address""#),
+            "{error}"
+        );
+        let error = error_handler_config_from(&[("ALERT_RECIPIENTS", " , ")]).unwrap_err();
+        assert_eq!(error.to_string(), "environment variable ALERT_RECIPIENTS is not set");
+        let error = error_handler_config_from(&[("MAIL_FROM", "alerts")]).unwrap_err();
+        assert!(error.to_string().starts_with("environment variable MAIL_FROM is invalid"), "{error}");
+    }
+
+    #[test]
+    fn the_api_base_url_must_be_http_and_loses_its_trailing_slash() {
+        let config =
+            error_handler_config_from(&[("API_BASE_URL", "http://localhost:4566/restapis/x/local/_user_request_/")])
+                .unwrap();
+        let id = uuid::Uuid::nil();
+        assert_eq!(
+            config.alert.event_link(id),
+            format!("http://localhost:4566/restapis/x/local/_user_request_/api/events/{id}")
+        );
+        let error = error_handler_config_from(&[("API_BASE_URL", "api.example.com")]).unwrap_err();
+        assert!(error.to_string().starts_with("environment variable API_BASE_URL is invalid"), "{error}");
+        let error = error_handler_config_from(&[("SMTP_HOST", "")]).unwrap_err();
+        assert_eq!(error.to_string(), "environment variable SMTP_HOST is not set");
     }
 }

@@ -10,6 +10,7 @@ pub mod bus;
 pub mod config;
 pub mod domain;
 pub mod handlers;
+pub mod mail;
 pub mod store;
 
 /// The schema every database EventStream talks to is migrated to, embedded at build time.

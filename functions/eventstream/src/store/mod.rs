@@ -1,6 +1,8 @@
 //! Persistence ports and their PostgreSQL adapters.
 
 mod events;
+mod handling;
+mod routing;
 mod users;
 
 use std::time::Duration;
@@ -9,6 +11,8 @@ use secrecy::ExposeSecret;
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
 pub use events::{Cursor, EventFilter, IdempotencyClaim, Insertion, InvalidCursor, PgEventStore};
+pub use handling::{Claim, PgHandlingStore, Recorded};
+pub use routing::{PgRoutingStore, Routing, RoutingDecision};
 pub use users::{PgUserStore, User, UserError};
 
 use crate::config::DatabaseConfig;

@@ -1,0 +1,123 @@
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::Email;
+use crate::{config::AlertConfig, domain::Event};
+
+/// The email that tells people about an error event: everything needed to act on it, and a link to
+/// the event in the API.
+pub fn error_alert(event: &Event, alert: &AlertConfig) -> Email {
+    let source = event.source.as_deref().unwrap_or("(none)");
+    let subject = match &event.source {
+        Some(source) => format!("[EventStream] {} from {}: {}", event.status, one_line(source), one_line(&event.title)),
+        None => format!("[EventStream] {}: {}", event.status, one_line(&event.title)),
+    };
+    let occurred_at = event.occurred_at.map_or_else(|| "(not given)".to_string(), timestamp);
+    let description = if event.description.is_empty() { "(none)" } else { &event.description };
+    let text = format!(
+        "EventStream received this {status} event.\n\
+         \n\
+         Title:        {title}\n\
+         Status:       {status}\n\
+         Source:       {source}\n\
+         Occurred at:  {occurred_at}\n\
+         Received at:  {received_at}\n\
+         Event id:     {id}\n\
+         \n\
+         Description:\n\
+         {description}\n\
+         \n\
+         The event in the API: {link}\n",
+        status = event.status,
+        title = event.title,
+        received_at = timestamp(event.received_at),
+        id = event.id,
+        link = alert.event_link(event.id),
+    );
+    Email {
+        message_id: format!("<{}@eventstream>", event.id),
+        from: alert.from.clone(),
+        to: alert.recipients.clone(),
+        subject,
+        text,
+    }
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A header must stay on one line whatever the event's text holds.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::domain::{PipelineState, Status};
+
+    fn alert() -> AlertConfig {
+        AlertConfig {
+            from: "EventStream <alerts@example.com>".parse().unwrap(),
+            recipients: vec!["ops@example.com".parse().unwrap(), "Dev <dev@example.com>".parse().unwrap()],
+            api_base_url: "https://api.example.com/Prod".into(),
+        }
+    }
+
+    fn event() -> Event {
+        Event {
+            id: Uuid::parse_str("0194a3b0-0000-7000-8000-000000000001").unwrap(),
+            title: "Payment failed".into(),
+            description: "Card declined for order 42".into(),
+            status: Status::Error,
+            source: Some("billing".into()),
+            occurred_at: Some(Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 0).unwrap()),
+            received_at: Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 2).unwrap(),
+            attributes: serde_json::json!({}),
+            pipeline_state: PipelineState::Dispatched,
+            pipeline_updated_at: Utc::now(),
+            posted_by: Uuid::nil(),
+        }
+    }
+
+    #[test]
+    fn the_alert_names_every_fact_of_the_event_and_links_to_it() {
+        let email = error_alert(&event(), &alert());
+
+        assert_eq!(email.subject, "[EventStream] error from billing: Payment failed");
+        assert_eq!(email.message_id, "<0194a3b0-0000-7000-8000-000000000001@eventstream>");
+        assert_eq!(email.from.to_string(), "EventStream <alerts@example.com>");
+        assert_eq!(email.to, alert().recipients);
+        for expected in [
+            "Title:        Payment failed\n",
+            "Status:       error\n",
+            "Source:       billing\n",
+            "Occurred at:  2026-11-29T10:00:00.000Z\n",
+            "Received at:  2026-11-29T10:00:02.000Z\n",
+            "Event id:     0194a3b0-0000-7000-8000-000000000001\n",
+            "Description:\nCard declined for order 42\n",
+            "The event in the API: https://api.example.com/Prod/api/events/0194a3b0-0000-7000-8000-000000000001\n",
+        ] {
+            assert!(email.text.contains(expected), "{expected:?} missing from:\n{}", email.text);
+        }
+    }
+
+    #[test]
+    fn missing_facts_are_said_to_be_missing_and_the_subject_stays_on_one_line() {
+        let mut event = event();
+        event.source = None;
+        event.occurred_at = None;
+        event.description = String::new();
+        event.title = "Disk\r\nfull \t on db-1".into();
+
+        let email = error_alert(&event, &alert());
+
+        assert_eq!(email.subject, "[EventStream] error: Disk full on db-1");
+        assert!(email.text.contains("Source:       (none)\n"), "{}", email.text);
+        assert!(email.text.contains("Occurred at:  (not given)\n"), "{}", email.text);
+        assert!(email.text.contains("Description:\n(none)\n"), "{}", email.text);
+    }
+}

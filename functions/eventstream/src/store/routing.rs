@@ -1,0 +1,159 @@
+use std::time::Duration;
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::{
+    bus::{EventMessage, Queue, SCHEMA_VERSION},
+    domain::Status,
+};
+
+/// What dispatch decided, or found already decided, for one event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutingDecision {
+    pub event_id: Uuid,
+    /// False when no stored event has this id: the message cannot be routed.
+    pub known: bool,
+    /// True when an earlier delivery already routed it: nothing is to be done again.
+    pub already_routed: bool,
+    /// The rule that matched, if any.
+    pub rule_id: Option<i64>,
+    /// Where the event goes; `None` finishes it at dispatch.
+    pub target: Option<Queue>,
+}
+
+/// One routing to record.
+#[derive(Clone, Debug)]
+pub struct Routing {
+    pub event_id: Uuid,
+    pub rule_id: Option<i64>,
+    pub target: Option<Queue>,
+}
+
+/// Routing rules, routings, parked messages and the outbox sweep, in PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct PgRoutingStore {
+    pool: PgPool,
+}
+
+impl PgRoutingStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Decides every event of a batch in one round trip: the stored event's status and source
+    /// against the enabled rules (lowest priority first), and whether it was routed before.
+    #[tracing::instrument(skip_all, fields(events = event_ids.len()))]
+    pub async fn decide(&self, event_ids: &[Uuid]) -> Result<Vec<RoutingDecision>, StoreError> {
+        let rows = sqlx::query!(
+            r#"
+            SELECT m.event_id AS "event_id!",
+                   e.id IS NOT NULL AS "known!",
+                   er.event_id IS NOT NULL AS "already_routed!",
+                   r.id AS "rule_id?",
+                   r.target_queue AS "target_queue?"
+            FROM UNNEST($1::uuid[]) WITH ORDINALITY AS m (event_id, position)
+            LEFT JOIN events e ON e.id = m.event_id
+            LEFT JOIN event_routings er ON er.event_id = m.event_id
+            LEFT JOIN LATERAL (
+                SELECT rule.id, rule.target_queue
+                FROM routing_rules rule
+                WHERE rule.enabled
+                  AND rule.status = e.status
+                  AND (rule.source_pattern IS NULL OR e.source LIKE rule.source_pattern)
+                ORDER BY rule.priority, rule.id
+                LIMIT 1
+            ) r ON true
+            ORDER BY m.position
+            "#,
+            event_ids
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let target = match row.target_queue.as_deref() {
+                    None => None,
+                    Some(name) => Some(
+                        Queue::from_target(name)
+                            .ok_or_else(|| StoreError::Corrupt(format!("target queue {name:?}")))?,
+                    ),
+                };
+                Ok(RoutingDecision {
+                    event_id: row.event_id,
+                    known: row.known,
+                    already_routed: row.already_routed,
+                    rule_id: row.rule_id,
+                    target,
+                })
+            })
+            .collect()
+    }
+
+    /// Records routings and marks their events `dispatched`, in one statement. An event a
+    /// handler already marked `processed` keeps that state; a routing recorded before is kept.
+    #[tracing::instrument(skip_all, fields(events = routings.len()))]
+    pub async fn record(&self, routings: &[Routing]) -> Result<(), StoreError> {
+        let ids: Vec<Uuid> = routings.iter().map(|r| r.event_id).collect();
+        let rules: Vec<Option<i64>> = routings.iter().map(|r| r.rule_id).collect();
+        let targets: Vec<Option<&str>> = routings.iter().map(|r| r.target.map(Queue::role)).collect();
+        sqlx::query!(
+            r#"
+            WITH recorded AS (
+                INSERT INTO event_routings (event_id, rule_id, target_queue)
+                SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[])
+                ON CONFLICT (event_id) DO NOTHING
+            )
+            UPDATE events SET pipeline_state = 'dispatched', pipeline_updated_at = now()
+            WHERE id = ANY($1) AND pipeline_state = 'received'
+            "#,
+            &ids,
+            &rules as &[Option<i64>],
+            &targets as &[Option<&str>],
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Keeps a message no consumer can read, for a person to look at.
+    #[tracing::instrument(skip(self, body))]
+    pub async fn park(&self, origin: &str, body: &str, error: &str) -> Result<(), StoreError> {
+        sqlx::query!("INSERT INTO dead_letters (origin, body, error) VALUES ($1, $2, $3)", origin, body, error)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Events still `received` after `older_than`: their publish was lost, or never happened.
+    #[tracing::instrument(skip(self))]
+    pub async fn stuck(&self, older_than: Duration, limit: i64) -> Result<Vec<EventMessage>, StoreError> {
+        let age = sqlx::postgres::types::PgInterval::try_from(older_than)
+            .map_err(|error| StoreError::Corrupt(format!("sweep age: {error}")))?;
+        let rows = sqlx::query!(
+            r#"
+            SELECT id, status, source, title, received_at FROM events
+            WHERE pipeline_state = 'received' AND received_at < now() - $1::interval
+            ORDER BY received_at
+            LIMIT $2
+            "#,
+            age,
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(EventMessage {
+                    schema: SCHEMA_VERSION,
+                    event_id: row.id,
+                    status: row.status.parse::<Status>().map_err(|_| StoreError::Corrupt(row.status.clone()))?,
+                    source: row.source,
+                    title: row.title,
+                    received_at: row.received_at,
+                })
+            })
+            .collect()
+    }
+}
