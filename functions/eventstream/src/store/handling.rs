@@ -173,11 +173,7 @@ impl PgHandlingStore {
     }
 
     /// Parks a message that no retry can make readable, for a person to look at.
-    #[tracing::instrument(skip(self, body))]
     pub async fn dead_letter(&self, origin: &str, body: &str, error: &str) -> Result<(), StoreError> {
-        sqlx::query!("INSERT INTO dead_letters (origin, body, error) VALUES ($1, $2, $3)", origin, body, error)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        super::dead_letters::park(&self.pool, origin, body, error).await
     }
 }

@@ -1,5 +1,6 @@
 //! Persistence ports and their PostgreSQL adapters.
 
+mod dead_letters;
 mod events;
 mod handling;
 mod routing;

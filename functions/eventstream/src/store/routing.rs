@@ -118,12 +118,8 @@ impl PgRoutingStore {
     }
 
     /// Keeps a message no consumer can read, for a person to look at.
-    #[tracing::instrument(skip(self, body))]
     pub async fn park(&self, origin: &str, body: &str, error: &str) -> Result<(), StoreError> {
-        sqlx::query!("INSERT INTO dead_letters (origin, body, error) VALUES ($1, $2, $3)", origin, body, error)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        super::dead_letters::park(&self.pool, origin, body, error).await
     }
 
     /// Events still `received` after `older_than`: their publish was lost, or never happened.
