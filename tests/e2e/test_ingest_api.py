@@ -39,6 +39,11 @@ def test_an_event_is_stored_listed_and_read_back(api, tokens):
     assert [e["id"] for e in listed.body["events"]] == [created.body["id"]]
 
 
+def without_pipeline(events: list[dict]) -> list[dict]:
+    """The events as they were posted: the pipeline moves them on between a post and its retry."""
+    return [{k: v for k, v in e.items() if not k.startswith("pipeline_")} for e in events]
+
+
 def test_a_batch_is_stored_in_order_and_replayed_by_its_idempotency_key(api, tokens):
     source = f"e2e-{uuid.uuid4().hex[:12]}"
     events = [{"title": f"event {i}", "status": s, "source": source} for i, s in enumerate(["success", "info", "error"])]
@@ -50,7 +55,8 @@ def test_a_batch_is_stored_in_order_and_replayed_by_its_idempotency_key(api, tok
 
     assert first.status == 201, first
     assert [e["title"] for e in first.body["events"]] == ["event 0", "event 1", "event 2"]
-    assert (retry.status, retry.body) == (200, first.body)
+    assert retry.status == 200, retry
+    assert without_pipeline(retry.body["events"]) == without_pipeline(first.body["events"])
     assert (conflicting.status, conflicting.error) == (409, ("idempotency_conflict", None))
     listed = api.call("GET", f"/api/events?source={source}", token=tokens["access"])
     assert len(listed.body["events"]) == 3

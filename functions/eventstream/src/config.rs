@@ -320,18 +320,21 @@ impl ErrorHandlerConfig {
     }
 }
 
-fn env_lookup(name: &str) -> Option<String> {
+/// Reads a variable from the process environment; the `lookup` every `from_lookup` takes in production.
+pub fn env_lookup(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-fn required(lookup: &dyn Fn(&str) -> Option<String>, name: &'static str) -> Result<String, ConfigError> {
+/// A variable that must be set and not blank.
+pub fn required(lookup: &dyn Fn(&str) -> Option<String>, name: &'static str) -> Result<String, ConfigError> {
     match lookup(name) {
         Some(value) if !value.trim().is_empty() => Ok(value),
         _ => Err(ConfigError::Missing(name)),
     }
 }
 
-fn optional<T>(lookup: &dyn Fn(&str) -> Option<String>, name: &'static str, default: T) -> Result<T, ConfigError>
+/// A variable parsed as `T`, or `default` when unset or blank; unparsable is an error naming it.
+pub fn optional<T>(lookup: &dyn Fn(&str) -> Option<String>, name: &'static str, default: T) -> Result<T, ConfigError>
 where
     T: FromStr,
     T::Err: std::fmt::Display,
