@@ -10,6 +10,7 @@ pub mod warning;
 use std::error::Error as StdError;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsMessage};
+use futures_util::future::join_all;
 use tracing::{Instrument, field};
 
 use crate::{
@@ -24,18 +25,26 @@ trait RecordHandler {
     fn handle(&self, record: &SqsMessage) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
-/// Runs `handler` over the records one by one and reports those to deliver again.
+/// Runs `handler` over the records and reports those to deliver again. The records are
+/// independent, so they are handled together: one slow email does not hold up the batch.
 async fn handle_batch<H: RecordHandler>(handler: &H, records: &[SqsMessage]) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for record in records {
+    let outcomes = join_all(records.iter().map(|record| async move {
         let span = tracing::info_span!(
             "sqs_record",
             message_id = record.message_id.as_deref().unwrap_or_default(),
             receive_count = record.attributes.get("ApproximateReceiveCount").map(String::as_str).unwrap_or_default(),
             event_id = field::Empty,
         );
-        if let Err(error) = handler.handle(record).instrument(span.clone()).await {
-            span.in_scope(|| tracing::warn!(error = %error_chain(&error), "record failed; SQS will deliver it again"));
+        let outcome = handler.handle(record).instrument(span.clone()).await;
+        if let Err(error) = &outcome {
+            span.in_scope(|| tracing::warn!(error = %error_chain(error), "record failed; SQS will deliver it again"));
+        }
+        (record, outcome.is_ok())
+    }))
+    .await;
+    let mut response = SqsBatchResponse::default();
+    for (record, handled) in outcomes {
+        if !handled {
             // SQS always sets the id; an empty one would make Lambda retry the whole batch.
             response.add_failure(record.message_id.clone().unwrap_or_default());
         }
