@@ -69,8 +69,9 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn every_tls_mode_builds_a_transport_without_connecting() {
+    // A pooled transport starts its connection reaper on the Tokio runtime when built.
+    #[tokio::test]
+    async fn every_tls_mode_builds_a_transport_without_connecting() {
         for tls in [SmtpTls::None, SmtpTls::StartTls, SmtpTls::Tls] {
             let config = SmtpConfig {
                 host: "smtp.invalid".into(),
