@@ -125,16 +125,14 @@ impl PgRoutingStore {
     /// Events still `received` after `older_than`: their publish was lost, or never happened.
     #[tracing::instrument(skip(self))]
     pub async fn stuck(&self, older_than: Duration, limit: i64) -> Result<Vec<EventMessage>, StoreError> {
-        let age = sqlx::postgres::types::PgInterval::try_from(older_than)
-            .map_err(|error| StoreError::Corrupt(format!("sweep age: {error}")))?;
         let rows = sqlx::query!(
             r#"
             SELECT id, status, source, title, received_at FROM events
-            WHERE pipeline_state = 'received' AND received_at < now() - $1::interval
+            WHERE pipeline_state = 'received' AND received_at < now() - $1::float8 * interval '1 second'
             ORDER BY received_at
             LIMIT $2
             "#,
-            age,
+            older_than.as_secs_f64(),
             limit
         )
         .fetch_all(&self.pool)
