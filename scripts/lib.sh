@@ -101,10 +101,24 @@ ensure_tools() {
   local stamp="$VENV/.requirements.sha256" wanted
   wanted=$(sha256sum "$ROOT/scripts/requirements.txt" | cut -d' ' -f1)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then return; fi
-  step "Installing cargo-lambda, AWS SAM, cfn-lint, awscli-local and pytest into $VENV"
+  step "Installing cargo-lambda, AWS SAM, cfn-lint, awscli-local, pytest and Playwright into $VENV"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --upgrade pip
   "$VENV/bin/pip" install --quiet -r "$ROOT/scripts/requirements.txt"
+  echo "$wanted" > "$stamp"
+}
+
+# The browser tests: Debian's Chromium, and the pinned npm packages that stand in for the CDN the
+# GraphiQL page loads from (tests/e2e/package-lock.json), reinstalled when the lock changes.
+ensure_browser() {
+  [ -x /usr/bin/chromium ] || apt_install chromium
+  local lock="$ROOT/tests/e2e/package-lock.json" stamp="$ROOT/tests/e2e/node_modules/.package-lock.sha256" wanted
+  wanted=$(sha256sum "$lock" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then return; fi
+  command -v npm >/dev/null || apt_install nodejs npm
+  step "Installing GraphiQL and React for the browser tests into tests/e2e/node_modules"
+  npm ci --prefix "$ROOT/tests/e2e" --no-audit --no-fund --loglevel=error >/dev/null \
+    || fail "npm ci could not install tests/e2e/package-lock.json"
   echo "$wanted" > "$stamp"
 }
 

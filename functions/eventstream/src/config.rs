@@ -79,9 +79,9 @@ impl DispatchConfig {
     }
 }
 
-/// What the ingest function needs.
+/// What the API functions need: ingest (REST) and graphql.
 #[derive(Clone, Debug)]
-pub struct IngestConfig {
+pub struct ApiConfig {
     pub database: DatabaseConfig,
     pub jwt: JwtConfig,
     pub amqp: AmqpConfig,
@@ -150,7 +150,7 @@ impl JwtConfig {
     }
 }
 
-impl IngestConfig {
+impl ApiConfig {
     /// Reads the ingest function's configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(&env_lookup)
@@ -353,9 +353,9 @@ mod tests {
 
     use super::*;
 
-    fn config_from(pairs: &[(&str, &str)]) -> Result<IngestConfig, ConfigError> {
+    fn config_from(pairs: &[(&str, &str)]) -> Result<ApiConfig, ConfigError> {
         let vars: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        IngestConfig::from_lookup(&|name| vars.get(name).cloned())
+        ApiConfig::from_lookup(&|name| vars.get(name).cloned())
     }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";

@@ -9,7 +9,9 @@ pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod domain;
+pub mod graphql;
 pub mod handlers;
+pub mod intake;
 pub mod mail;
 pub mod store;
 

@@ -5,3 +5,11 @@ mod token;
 
 pub use password::{PasswordError, hash_password, verify_password};
 pub use token::{Claims, TokenCodec, TokenError, TokenKind, TokenPair};
+
+/// The token of an `Authorization: Bearer <token>` header, if the header has that form.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let header = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = header.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}

@@ -5,12 +5,16 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// How an event turned out at its source; decides where the pipeline routes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, async_graphql::Enum)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// It went well; finished at dispatch.
     Success,
+    /// Worth knowing; finished at dispatch.
     Info,
+    /// Something to look at; handled by the warning handler.
     Warning,
+    /// Something failed; handled by the error handler, which emails people about it.
     Error,
 }
 
@@ -47,7 +51,7 @@ impl FromStr for Status {
 }
 
 /// How far the pipeline has taken an event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, async_graphql::Enum)]
 #[serde(rename_all = "lowercase")]
 pub enum PipelineState {
     /// Stored, not yet routed.

@@ -24,7 +24,8 @@ impl FieldError {
         Self { field: field.into(), message: message.into() }
     }
 
-    fn within(mut self, prefix: &str) -> Self {
+    /// The same error, for a field nested under `prefix`.
+    pub fn within(mut self, prefix: &str) -> Self {
         self.field = format!("{prefix}.{}", self.field);
         self
     }

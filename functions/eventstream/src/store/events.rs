@@ -4,7 +4,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::domain::{Event, NewEvent, Status};
+use crate::domain::{Event, NewEvent, PipelineState, Status};
 
 /// Events in PostgreSQL.
 #[derive(Clone, Debug)]
@@ -31,7 +31,8 @@ pub struct Insertion {
 /// Filters for listing events; each is optional and they combine with AND.
 #[derive(Clone, Debug, Default)]
 pub struct EventFilter {
-    pub status: Option<Status>,
+    /// Any of these statuses; empty means every status.
+    pub statuses: Vec<Status>,
     pub source: Option<String>,
     /// Received at or after.
     pub since: Option<DateTime<Utc>>,
@@ -39,6 +40,18 @@ pub struct EventFilter {
     pub until: Option<DateTime<Utc>>,
     /// Case-insensitive substring of the title or the description.
     pub text: Option<String>,
+    /// Any of these pipeline states; empty means every state.
+    pub pipeline_states: Vec<PipelineState>,
+}
+
+impl EventFilter {
+    fn statuses(&self) -> Vec<&'static str> {
+        self.statuses.iter().map(|status| status.as_str()).collect()
+    }
+
+    fn pipeline_states(&self) -> Vec<&'static str> {
+        self.pipeline_states.iter().map(|state| state.as_str()).collect()
+    }
 }
 
 /// A position in the newest-first order: the last event of the previous page.
@@ -239,20 +252,22 @@ impl PgEventStore {
             SELECT id, title, description, status, source, occurred_at, received_at, attributes,
                    pipeline_state, pipeline_updated_at, user_id
             FROM events
-            WHERE ($1::text IS NULL OR status = $1)
+            WHERE (cardinality($1::text[]) = 0 OR status = ANY($1))
               AND ($2::text IS NULL OR source = $2)
               AND ($3::timestamptz IS NULL OR received_at >= $3)
               AND ($4::timestamptz IS NULL OR received_at < $4)
               AND ($5::text IS NULL OR (title || ' ' || description) ILIKE $5)
-              AND ($6::timestamptz IS NULL OR (received_at, id) < ($6, $7::uuid))
+              AND (cardinality($6::text[]) = 0 OR pipeline_state = ANY($6))
+              AND ($7::timestamptz IS NULL OR (received_at, id) < ($7, $8::uuid))
             ORDER BY received_at DESC, id DESC
-            LIMIT $8
+            LIMIT $9
             "#,
-            filter.status.map(Status::as_str),
+            &filter.statuses() as &[&str],
             filter.source,
             filter.since,
             filter.until,
             filter.text.as_deref().map(contains_pattern),
+            &filter.pipeline_states() as &[&str],
             cursor.map(|c| c.received_at),
             cursor.map(|c| c.id),
             limit,
@@ -260,6 +275,32 @@ impl PgEventStore {
         .fetch_all(&self.pool)
         .await?;
         into_events(rows)
+    }
+
+    /// How many events match `filter`, whatever the page.
+    #[tracing::instrument(skip(self))]
+    pub async fn count(&self, filter: &EventFilter) -> Result<i64, StoreError> {
+        let count = sqlx::query_scalar!(
+            r#"
+            SELECT count(*) AS "count!"
+            FROM events
+            WHERE (cardinality($1::text[]) = 0 OR status = ANY($1))
+              AND ($2::text IS NULL OR source = $2)
+              AND ($3::timestamptz IS NULL OR received_at >= $3)
+              AND ($4::timestamptz IS NULL OR received_at < $4)
+              AND ($5::text IS NULL OR (title || ' ' || description) ILIKE $5)
+              AND (cardinality($6::text[]) = 0 OR pipeline_state = ANY($6))
+            "#,
+            &filter.statuses() as &[&str],
+            filter.source,
+            filter.since,
+            filter.until,
+            filter.text.as_deref().map(contains_pattern),
+            &filter.pipeline_states() as &[&str],
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count)
     }
 }
 

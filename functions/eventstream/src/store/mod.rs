@@ -1,5 +1,6 @@
 //! Persistence ports and their PostgreSQL adapters.
 
+mod analytics;
 mod dead_letters;
 mod events;
 mod handling;
@@ -11,6 +12,9 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
+pub use analytics::{
+    NotificationRecord, PgAnalyticsStore, PipelineHealth, ProcessingRecord, RoutingRecord, SourceCount, StatsBucket,
+};
 pub use events::{Cursor, EventFilter, IdempotencyClaim, Insertion, InvalidCursor, PgEventStore};
 pub use handling::{Claim, PgHandlingStore, Recorded};
 pub use routing::{PgRoutingStore, Routing, RoutingDecision};

@@ -5,7 +5,6 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
@@ -13,13 +12,12 @@ use super::{
     extract::{Authenticated, JsonBody},
 };
 use crate::{
-    bus::{EventMessage, Queue},
     domain::{Event, EventInput, FieldError, NewEvent, Status, validate_batch},
+    intake::idempotency_claim,
     store::{Cursor, EventFilter, IdempotencyClaim, Insertion},
 };
 
 const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
-const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 const DEFAULT_PAGE_SIZE: i64 = 50;
 const MAX_PAGE_SIZE: i64 = 500;
 
@@ -46,11 +44,8 @@ pub async fn create(
     JsonBody(input): JsonBody<EventInput>,
 ) -> Result<(StatusCode, Json<Event>), ApiError> {
     let event = input.validate()?;
-    let claim = idempotency_claim(&headers, "POST /api/events", std::slice::from_ref(&event))?;
-    let Insertion { mut events, replayed } = state.events.insert(caller.sub, claim.as_ref(), &[event]).await?;
-    if !replayed {
-        publish_for_dispatch(&state, &events).await;
-    }
+    let claim = claim_from_headers(&headers, "POST /api/events", std::slice::from_ref(&event))?;
+    let Insertion { mut events, replayed } = state.intake.accept(caller.sub, claim.as_ref(), &[event]).await?;
     let event = events.pop().ok_or_else(|| ApiError::Internal(anyhow::anyhow!("insert returned no event")))?;
     tracing::info!(event_id = %event.id, status = %event.status, replayed, "event stored");
     Ok((created_or_replayed(replayed), Json(event)))
@@ -65,49 +60,28 @@ pub async fn create_batch(
 ) -> Result<(StatusCode, Json<EventList>), ApiError> {
     let inputs = input.events.ok_or_else(|| FieldError::new("events", "is required"))?;
     let events = validate_batch(inputs)?;
-    let claim = idempotency_claim(&headers, "POST /api/events/batch", &events)?;
-    let Insertion { events, replayed } = state.events.insert(caller.sub, claim.as_ref(), &events).await?;
-    if !replayed {
-        publish_for_dispatch(&state, &events).await;
-    }
+    let claim = claim_from_headers(&headers, "POST /api/events/batch", &events)?;
+    let Insertion { events, replayed } = state.intake.accept(caller.sub, claim.as_ref(), &events).await?;
     tracing::info!(count = events.len(), replayed, "event batch stored");
     Ok((created_or_replayed(replayed), Json(EventList { events, next_cursor: None })))
-}
-
-/// Hands committed events to the dispatcher. A failure does not fail the request: the events are
-/// stored and stay `received`, and the dispatcher's sweep publishes them later.
-async fn publish_for_dispatch(state: &AppState, events: &[Event]) {
-    let messages: Vec<EventMessage> = events.iter().map(EventMessage::for_event).collect();
-    if let Err(error) = state.bus.publish(Queue::Dispatch, &messages).await {
-        tracing::warn!(%error, count = events.len(), "events stored but not published; the sweep will publish them");
-    }
 }
 
 fn created_or_replayed(replayed: bool) -> StatusCode {
     if replayed { StatusCode::OK } else { StatusCode::CREATED }
 }
 
-/// The claim on the request's Idempotency-Key, if it sent one. The fingerprint covers the route
-/// and the validated events, so formatting differences in the JSON do not count as another body.
-fn idempotency_claim(
+/// The claim on the request's Idempotency-Key, if it sent one.
+fn claim_from_headers(
     headers: &HeaderMap,
-    route: &str,
+    operation: &str,
     events: &[NewEvent],
 ) -> Result<Option<IdempotencyClaim>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
         return Ok(None);
     };
-    let key =
-        value.to_str().ok().filter(|key| (1..=MAX_IDEMPOTENCY_KEY_CHARS).contains(&key.len())).ok_or_else(|| {
-            FieldError::new(
-                "Idempotency-Key",
-                format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters"),
-            )
-        })?;
-    let mut hasher = Sha256::new();
-    hasher.update(route.as_bytes());
-    hasher.update(serde_json::to_vec(events).map_err(|error| ApiError::Internal(error.into()))?);
-    Ok(Some(IdempotencyClaim { key: key.to_string(), fingerprint: hasher.finalize().to_vec() }))
+    // A value that is not visible ASCII fails like an empty key, with the same message.
+    let key = value.to_str().unwrap_or_default();
+    Ok(Some(idempotency_claim("Idempotency-Key", key, operation, events)?))
 }
 
 /// Query of `GET /api/events`; values stay text so each bad one is reported by name.
@@ -131,14 +105,17 @@ pub async fn list(
 ) -> Result<Json<EventList>, ApiError> {
     let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
     let filter = EventFilter {
-        status: query
+        statuses: query
             .status
             .map(|status| status.parse::<Status>().map_err(|error| FieldError::new("status", error.to_string())))
-            .transpose()?,
+            .transpose()?
+            .into_iter()
+            .collect(),
         source: query.source,
         since: query.since.as_deref().map(|text| timestamp("since", text)).transpose()?,
         until: query.until.as_deref().map(|text| timestamp("until", text)).transpose()?,
         text: query.q.filter(|q| !q.is_empty()),
+        pipeline_states: Vec::new(),
     };
     let limit = match query.limit {
         None => DEFAULT_PAGE_SIZE,

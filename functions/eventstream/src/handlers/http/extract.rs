@@ -8,7 +8,7 @@ use axum::{
 use serde::de::DeserializeOwned;
 
 use super::{ApiError, AppState, MAX_BODY_BYTES};
-use crate::auth::{Claims, TokenKind};
+use crate::auth::{Claims, TokenKind, bearer_token};
 
 /// A JSON request body; errors name the path of the field that failed to parse.
 pub struct JsonBody<T>(pub T);
@@ -38,7 +38,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
+pub(crate) fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
     let Some(mime) =
         content_type.and_then(|value| value.to_str().ok()).and_then(|value| value.parse::<mime::Mime>().ok())
     else {
@@ -58,14 +58,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or(ApiError::MissingToken)?;
-        let header = header.to_str().map_err(|_| ApiError::MissingToken)?;
-        let (scheme, token) = header.split_once(' ').ok_or(ApiError::MissingToken)?;
-        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-            return Err(ApiError::MissingToken);
-        }
+        let token = bearer_token(&parts.headers).ok_or(ApiError::MissingToken)?;
         let state = AppState::from_ref(state);
-        let claims = state.tokens.verify(token.trim(), TokenKind::Access).map_err(ApiError::InvalidToken)?;
+        let claims = state.tokens.verify(token, TokenKind::Access).map_err(ApiError::InvalidToken)?;
         Ok(Authenticated(claims))
     }
 }

@@ -2,7 +2,7 @@
 
 mod error;
 mod events;
-mod extract;
+pub(crate) mod extract;
 mod health;
 mod tokens;
 
@@ -24,6 +24,7 @@ use crate::{
     auth::TokenCodec,
     bus::AmqpBus,
     config::JwtConfig,
+    intake::Intake,
     store::{PgEventStore, PgUserStore},
 };
 
@@ -36,16 +37,17 @@ pub struct AppState {
     pub events: PgEventStore,
     pub users: PgUserStore,
     pub tokens: Arc<TokenCodec>,
-    pub bus: Arc<AmqpBus>,
+    pub intake: Intake,
 }
 
 impl AppState {
     pub fn new(pool: PgPool, jwt: &JwtConfig, bus: AmqpBus) -> Self {
+        let events = PgEventStore::new(pool.clone());
         Self {
-            events: PgEventStore::new(pool.clone()),
+            intake: Intake::new(events.clone(), Arc::new(bus)),
+            events,
             users: PgUserStore::new(pool),
             tokens: Arc::new(TokenCodec::new(jwt)),
-            bus: Arc::new(bus),
         }
     }
 }
@@ -72,7 +74,17 @@ pub fn service(
 + Clone
 + Send
 + 'static {
-    ServiceBuilder::new().map_request(route_on_resource_path).service(router(state))
+    lambda_service(router(state))
+}
+
+/// `router` as a service for `lambda_http::run`, routing on the path the client asked for.
+pub fn lambda_service(
+    router: Router,
+) -> impl Service<Request, Response = axum::response::Response, Error = std::convert::Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    ServiceBuilder::new().map_request(route_on_resource_path).service(router)
 }
 
 /// Routes on the path the client asked for, without the API Gateway stage.

@@ -1,0 +1,132 @@
+//! The graphql function's HTTP side: `POST /graphql` runs a query for a caller with a valid access
+//! token, `GET /graphql` serves GraphiQL. The schema itself is in [`crate::graphql`].
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, State, rejection::BytesRejection},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+use serde_json::json;
+use sqlx::PgPool;
+
+use super::http::{MAX_BODY_BYTES, extract::is_json};
+use crate::{
+    auth::{TokenCodec, TokenKind, bearer_token},
+    bus::AmqpBus,
+    config::JwtConfig,
+    graphql::{EventStreamSchema, Services, code},
+    intake::Intake,
+    store::{PgAnalyticsStore, PgEventStore},
+};
+
+/// The GraphiQL page: it signs in through the REST API and sends the access token with every query.
+const GRAPHIQL_PAGE: &str = include_str!("../graphql/graphiql.html");
+
+/// What the graphql function keeps between invocations.
+#[derive(Clone)]
+pub struct GraphqlState {
+    schema: EventStreamSchema,
+    services: Services,
+    tokens: Arc<TokenCodec>,
+}
+
+impl GraphqlState {
+    /// Builds the schema; done once per cold start.
+    pub fn new(pool: PgPool, jwt: &JwtConfig, bus: AmqpBus) -> Self {
+        let events = PgEventStore::new(pool.clone());
+        let services = Services {
+            intake: Intake::new(events.clone(), Arc::new(bus)),
+            events,
+            analytics: PgAnalyticsStore::new(pool),
+        };
+        Self { schema: services.clone().schema(), services, tokens: Arc::new(TokenCodec::new(jwt)) }
+    }
+}
+
+/// The routes of the graphql function.
+pub fn router(state: GraphqlState) -> Router {
+    Router::new()
+        .route("/graphql", get(graphiql).post(execute))
+        .fallback(|| async {
+            failure(StatusCode::NOT_FOUND, code::BAD_REQUEST, "no such route; GraphQL is at /graphql")
+        })
+        .method_not_allowed_fallback(|| async {
+            failure(StatusCode::METHOD_NOT_ALLOWED, code::BAD_REQUEST, "use POST to run a query, GET for GraphiQL")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The page carries its own Content-Security-Policy in a meta tag (scripts pinned by URL and hash); the
+/// headers add what a meta tag cannot say.
+async fn graphiql() -> impl IntoResponse {
+    (
+        [
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        Html(GRAPHIQL_PAGE),
+    )
+}
+
+async fn execute(
+    State(state): State<GraphqlState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(token) = bearer_token(&headers) else {
+        return failure(StatusCode::UNAUTHORIZED, code::UNAUTHENTICATED, "an Authorization: Bearer token is required");
+    };
+    let caller = match state.tokens.verify(token, TokenKind::Access) {
+        Ok(claims) => claims,
+        Err(error) => {
+            tracing::info!(%error, "token refused");
+            return failure(StatusCode::UNAUTHORIZED, code::UNAUTHENTICATED, "the token is invalid or expired");
+        }
+    };
+    if !is_json(headers.get(header::CONTENT_TYPE)) {
+        return failure(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code::BAD_REQUEST,
+            "send the query as JSON, with Content-Type: application/json",
+        );
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let message = format!("the request body is larger than {MAX_BODY_BYTES} bytes");
+            return failure(StatusCode::PAYLOAD_TOO_LARGE, code::BAD_REQUEST, &message);
+        }
+        Err(rejection) => return failure(StatusCode::BAD_REQUEST, code::BAD_REQUEST, &rejection.body_text()),
+    };
+    let request = match serde_json::from_slice::<async_graphql::Request>(&body) {
+        Ok(request) if request.query.trim().is_empty() => {
+            return failure(StatusCode::BAD_REQUEST, code::BAD_REQUEST, "the request has no `query`");
+        }
+        Ok(request) => request,
+        Err(error) => {
+            let message =
+                format!("the body is not a GraphQL request ({{\"query\": ..., \"variables\": ...}}): {error}");
+            return failure(StatusCode::BAD_REQUEST, code::BAD_REQUEST, &message);
+        }
+    };
+    let response = state.schema.execute(state.services.request(request, caller)).await;
+    Json(response).into_response()
+}
+
+/// A request refused before it reached the schema, in the shape of a GraphQL response.
+fn failure(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    let mut response = (status, Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}

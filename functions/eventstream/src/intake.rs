@@ -1,0 +1,73 @@
+//! Accepting events, whichever API they come through: store them, then hand them to the dispatcher.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::{
+    bus::{AmqpBus, EventMessage, Queue},
+    domain::{FieldError, NewEvent},
+    store::{IdempotencyClaim, Insertion, PgEventStore, StoreError},
+};
+
+/// The longest Idempotency-Key accepted, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+/// Stores validated events and publishes the new ones for dispatch.
+#[derive(Clone)]
+pub struct Intake {
+    events: PgEventStore,
+    bus: Arc<AmqpBus>,
+}
+
+impl Intake {
+    pub fn new(events: PgEventStore, bus: Arc<AmqpBus>) -> Self {
+        Self { events, bus }
+    }
+
+    /// Stores `events` for `user_id`, all or none. Events stored by this call are published; a replay
+    /// of an earlier request publishes nothing, since the original request did.
+    pub async fn accept(
+        &self,
+        user_id: Uuid,
+        claim: Option<&IdempotencyClaim>,
+        events: &[NewEvent],
+    ) -> Result<Insertion, StoreError> {
+        let insertion = self.events.insert(user_id, claim, events).await?;
+        if !insertion.replayed {
+            self.publish_for_dispatch(&insertion).await;
+        }
+        Ok(insertion)
+    }
+
+    /// A failure does not fail the request: the events are stored and stay `received`, and the
+    /// dispatcher's sweep publishes them later.
+    async fn publish_for_dispatch(&self, insertion: &Insertion) {
+        let messages: Vec<EventMessage> = insertion.events.iter().map(EventMessage::for_event).collect();
+        if let Err(error) = self.bus.publish(Queue::Dispatch, &messages).await {
+            tracing::warn!(%error, count = messages.len(), "events stored but not published; the sweep will publish them");
+        }
+    }
+}
+
+/// The claim a request makes on its idempotency key. The fingerprint covers the operation and the
+/// validated events, so formatting differences in what the client sent do not count as another request.
+pub fn idempotency_claim(
+    field: &str,
+    key: &str,
+    operation: &str,
+    events: &[NewEvent],
+) -> Result<IdempotencyClaim, FieldError> {
+    if !(1..=MAX_IDEMPOTENCY_KEY_CHARS).contains(&key.len()) || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    {
+        return Err(FieldError::new(
+            field,
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters"),
+        ));
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(operation.as_bytes());
+    hasher.update(serde_json::to_vec(events).expect("validated events always serialize"));
+    Ok(IdempotencyClaim { key: key.to_string(), fingerprint: hasher.finalize().to_vec() })
+}
