@@ -679,3 +679,21 @@ async fn malformed_requests_get_a_coded_graphql_error(pool: PgPool) {
     assert_eq!(elsewhere.status, StatusCode::NOT_FOUND);
     assert_eq!(elsewhere.codes(), ["BAD_REQUEST"]);
 }
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn the_rest_fixture_runs_its_named_operation(pool: PgPool) {
+    let api = TestGraphql::new(pool).await;
+    api.seed("2026-11-28T23:59:59Z", "error", None, "before the range").await;
+    api.seed("2026-11-29T10:00:00Z", "error", None, "in the range").await;
+    let mut event: Value = serde_json::from_str(include_str!("../../../events/graphql-query-rest.json")).unwrap();
+    let bearer = format!("Bearer {}", api.token());
+    event["headers"]["Authorization"] = json!(bearer);
+    event["multiValueHeaders"]["Authorization"] = json!([bearer]);
+
+    let reply = api.send(Rest { event }).await;
+
+    assert_eq!(reply.status, StatusCode::OK);
+    let data = reply.data();
+    assert_eq!(data["statusCounts"][3], json!({ "status": "ERROR", "count": 1 }));
+    assert_eq!(data["pipeline"]["received"], 2);
+}
