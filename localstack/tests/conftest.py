@@ -79,6 +79,7 @@ class LocalStack:
         env = dict(os.environ, LOCALSTACK_PORT=str(self.port), LOCALSTACK_DATA_DIR=str(data_dir))
         env.pop("LAMBDA_RUNTIME_EXECUTOR", None)
         self.started = time.monotonic()
+        self.interrupted: float | None = None
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [str(RUN)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -108,16 +109,30 @@ class LocalStack:
             config=Config(retries={"max_attempts": 1}, read_timeout=120, connect_timeout=5),
         )
 
+    def interrupt(self) -> None:
+        """Ctrl-C: starts LocalStack's shutdown; ``stop()`` then waits for it."""
+        if self.interrupted is None:
+            self.interrupted = time.monotonic()
+            self.proc.send_signal(signal.SIGINT)
+
     def stop(self, timeout: float = 60) -> int:
         """Stops LocalStack as a developer's Ctrl-C would; kills it if it does not stop within ``timeout``."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.interrupt()
             try:
-                return self.proc.wait(timeout)
+                code = self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                # Every thread's stack (launch.py's SIGUSR2 handler) into the log, to see what holds it up.
+                self.proc.send_signal(signal.SIGUSR2)
+                time.sleep(3)
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-                pytest.fail(f"LocalStack did not stop within {timeout}s")
+                pytest.fail(
+                    f"LocalStack did not stop within {timeout}s; the end of its log, with its threads' stacks:\n"
+                    f"{self.log()[-30000:]}"
+                )
+            FIGURES.append(f"LocalStack stop (SIGINT -> exit): {time.monotonic() - self.interrupted:.2f} s")
+            return code
         return self.proc.returncode
 
 

@@ -8,6 +8,7 @@ import urllib.request
 
 import psutil
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from conftest import FIGURES, create_function, function_processes, process_gone, wait_for
 
@@ -236,3 +237,32 @@ def test_stopping_localstack_leaves_no_function_process(own_localstack):
     assert own_localstack.stop() == 0
     assert process_gone(body["pid"])
     assert function_processes(own_localstack.url) == []
+
+
+def test_a_request_during_shutdown_does_not_restart_a_stopped_service(own_localstack):
+    # LocalStack stops its services first and its gateway only after Lambda's stop returned (up to 2 s: it joins
+    # its event pollers' SQS long polls). Meanwhile it answers 503 to clients but serves its own internal calls,
+    # and a stopped service's first one started it again: CloudWatch then left a non-daemon thread behind and the
+    # process never exited. Lambda makes such a call itself, PutMetricData after an invocation, which is how
+    # Ctrl-C right after an invoke hung (launch.py refuses such starts).
+    create_function(own_localstack)
+    cloudwatch = own_localstack.client("cloudwatch")  # built now: the request must go out right away
+    # What LocalStack's internal clients send (localstack.aws.connect.InternalClientFactory).
+    cloudwatch.meta.events.register(
+        "before-call.*.*", lambda params, **_: params["headers"].update({"x-localstack-data": "{}"})
+    )
+
+    def cloudwatch_stopped():
+        with urllib.request.urlopen(f"{own_localstack.url}/_localstack/health", timeout=5) as response:
+            return json.loads(response.read())["services"]["cloudwatch"] == "stopped"
+
+    own_localstack.interrupt()
+    wait_for(cloudwatch_stopped, 10, interval=0.005, message="CloudWatch to stop")
+    try:
+        cloudwatch.list_metrics()
+        pytest.fail("CloudWatch was started again during shutdown")
+    except ClientError as e:
+        assert e.response["ResponseMetadata"]["HTTPStatusCode"] >= 500
+    except EndpointConnectionError:
+        pass  # the gateway was already gone: nothing could start CloudWatch again
+    assert own_localstack.stop() == 0
