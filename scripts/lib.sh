@@ -146,6 +146,21 @@ start_background() {
   echo $! > "$LOCAL/$name.pid"
 }
 
+# Stops what start_background started as $name, if it runs, and forgets its pid.
+stop_background() {
+  local name=$1 pidfile="$LOCAL/$1.pid" pid
+  [ -e "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    step "Stopping $name (pid $pid)"
+    # Each was started as its own process group (setsid): TERM lets it stop its children.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
+    for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
 # Runs "$@" with its output in .local/$name.log, echoing the log's latest line every 10 s so a
 # long step shows progress; on failure shows the log's tail and returns the command's status.
 run_logged() {

@@ -1,0 +1,47 @@
+"""Shared by the DAG's tests: the DAG folder on sys.path (as Airflow puts it), fake JWTs, and the
+local stack's coordinates for the real runs."""
+
+import base64
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+AIRFLOW_DIR = Path(__file__).resolve().parents[1]
+DAGS = AIRFLOW_DIR / "dags"
+ROOT = AIRFLOW_DIR.parent
+sys.path.insert(0, str(DAGS))
+
+# Airflow reads its settings when first imported: never the developer's ~/airflow.
+os.environ["AIRFLOW_HOME"] = str(ROOT / ".local" / "airflow-tests")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
+
+
+def jwt(exp: float) -> str:
+    """An unsigned token with an `exp`: the client reads it, only the API verifies it."""
+
+    def part(obj):
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part({'sub': 'demo', 'exp': exp})}.c2lnbmF0dXJl"
+
+
+@pytest.fixture(scope="session")
+def stack() -> dict:
+    """API_URL, DEMO_USERNAME and DEMO_PASSWORD from the environment or `.local/stack.env`."""
+    settings = {}
+    env_file = ROOT / ".local" / "stack.env"
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            key, _, value = line.partition("=")
+            settings[key] = value
+    for key in ("API_URL", "DEMO_USERNAME", "DEMO_PASSWORD"):
+        if os.environ.get(key):
+            settings[key] = os.environ[key]
+    missing = [key for key in ("API_URL", "DEMO_USERNAME", "DEMO_PASSWORD") if not settings.get(key)]
+    if missing:
+        pytest.fail(f"no stack to run the DAG against: {', '.join(missing)} unset; run scripts/up first")
+    return settings
