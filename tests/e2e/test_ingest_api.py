@@ -32,7 +32,10 @@ def test_an_event_is_stored_listed_and_read_back(api, tokens):
     assert created.body["pipeline_state"] == "received"
 
     read = api.call("GET", f"/api/events/{created.body['id']}", token=tokens["access"])
-    assert (read.status, read.body) == (200, created.body)
+    assert read.status == 200
+    # The pipeline may already have moved it on (tens of milliseconds); what was posted stays as it was.
+    assert without_pipeline([read.body]) == without_pipeline([created.body])
+    assert read.body["pipeline_state"] in ("received", "dispatched", "processed")
 
     listed = api.call("GET", f"/api/events?source={source}&status=warning", token=tokens["access"])
     assert listed.status == 200
