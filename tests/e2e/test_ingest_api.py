@@ -43,7 +43,7 @@ def test_an_event_is_stored_listed_and_read_back(api, tokens):
 
 
 def without_pipeline(events: list[dict]) -> list[dict]:
-    """The events as they were posted: the pipeline moves them on between a post and its retry."""
+    """The events as they were posted: the pipeline moves them on within milliseconds of the post."""
     return [{k: v for k, v in e.items() if not k.startswith("pipeline_")} for e in events]
 
 
