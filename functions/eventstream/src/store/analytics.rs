@@ -221,10 +221,7 @@ impl PgAnalyticsStore {
         .await?;
         rows.into_iter()
             .map(|row| {
-                let target = row
-                    .target_queue
-                    .map(|name| Queue::from_target(&name).ok_or(StoreError::Corrupt(format!("target queue {name:?}"))))
-                    .transpose()?;
+                let target = row.target_queue.as_deref().map(super::stored_queue).transpose()?;
                 Ok(RoutingRecord { event_id: row.event_id, target, rule_id: row.rule_id, routed_at: row.routed_at })
             })
             .collect()
@@ -246,8 +243,7 @@ impl PgAnalyticsStore {
         .await?;
         rows.into_iter()
             .map(|row| {
-                let handler = Queue::from_target(&row.handler)
-                    .ok_or_else(|| StoreError::Corrupt(format!("handler {:?}", row.handler)))?;
+                let handler = super::stored_queue(&row.handler)?;
                 Ok(ProcessingRecord { event_id: row.event_id, handler, processed_at: row.processed_at })
             })
             .collect()

@@ -34,6 +34,11 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
+/// A handler queue as a stored row names it (`event_routings.target_queue`, the processing records).
+fn stored_queue(name: &str) -> Result<crate::bus::Queue, StoreError> {
+    crate::bus::Queue::from_target(name).ok_or_else(|| StoreError::Corrupt(format!("handler queue {name:?}")))
+}
+
 /// Builds the pool a process shares across invocations; connects on first use, so a cold start
 /// does not wait for the database.
 pub fn lazy_pool(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {

@@ -73,13 +73,7 @@ impl PgRoutingStore {
         .await?;
         rows.into_iter()
             .map(|row| {
-                let target = match row.target_queue.as_deref() {
-                    None => None,
-                    Some(name) => Some(
-                        Queue::from_target(name)
-                            .ok_or_else(|| StoreError::Corrupt(format!("target queue {name:?}")))?,
-                    ),
-                };
+                let target = row.target_queue.as_deref().map(super::stored_queue).transpose()?;
                 Ok(RoutingDecision {
                     event_id: row.event_id,
                     known: row.known,
