@@ -45,10 +45,11 @@ use uuid::Uuid;
 ///      --batch-size rows per statement, on --connections connections;
 ///   2. the ingest handler: POST /api/events/batch with --batch-size events and a real bearer
 ///      token, from --connections function instances (each its own pool, RabbitMQ connection and
-///      router, one request at a time, as Lambda runs them); every event is published with a
-///      confirm, as in production;
+///      router, one request at a time, as Lambda runs them); the request's events are published
+///      to dispatch in one message with a confirm, as in production;
 ///   3. where the handler's time goes: the store alone (PgEventStore::insert, no HTTP, no
-///      publish), then the publish alone (AmqpBus::publish of as many messages, with confirms);
+///      publish), then the publish alone (AmqpBus::publish_batch, one message with a confirm),
+///      and for comparison one confirmed message per event (AmqpBus::publish);
 ///   4. the ingest handler: POST /api/events with one event from --instances instances;
 ///   5. baseline: pgbench -n -c <instances> -j <instances> -T <seconds> running a single-row
 ///      INSERT of the same columns; then the publish alone of one message, for the split.
@@ -93,8 +94,9 @@ struct Args {
     #[arg(long)]
     pgbench: Option<PathBuf>,
 
-    /// Only the batch phases (1-3) or only the single-event phases (4-5).
-    #[arg(long, value_parser = ["batch", "single"])]
+    /// Only the batch phases (1-3), only the handler's batch phase (2, for a profiler), or only
+    /// the single-event phases (4-5).
+    #[arg(long, value_parser = ["batch", "batch-handler", "single"])]
     only: Option<String>,
 }
 
@@ -139,17 +141,23 @@ async fn main() -> anyhow::Result<()> {
     let mut report = Vec::new();
 
     if args.only.as_deref() != Some("single") {
+        let handler_only = args.only.as_deref() == Some("batch-handler");
         let batch_body = json!({ "events": inputs }).to_string();
         let batch_event = rest_event("/api/events/batch", &token, &batch_body);
 
-        reset(&admin).await?;
-        let load = LoadAvg::read();
-        let raw = raw_batches(&args.database_url, args.connections, user, &rows, duration).await?;
-        report.push(Line::throughput(
-            format!("raw INSERT, {} rows/statement, {} connections", args.batch_size, args.connections),
-            &raw,
-            load,
-        ));
+        let raw = if handler_only {
+            None
+        } else {
+            reset(&admin).await?;
+            let load = LoadAvg::read();
+            let raw = raw_batches(&args.database_url, args.connections, user, &rows, duration).await?;
+            report.push(Line::throughput(
+                format!("raw INSERT, {} rows/statement, {} connections", args.batch_size, args.connections),
+                &raw,
+                load,
+            ));
+            Some(raw)
+        };
 
         reset(&admin).await?;
         let load = LoadAvg::read();
@@ -160,23 +168,42 @@ async fn main() -> anyhow::Result<()> {
             &handler,
             load,
         ));
-        report.push(Line::ratio("batch: handler / raw INSERT", handler.rows_per_second() / raw.rows_per_second(), 0.5));
 
-        reset(&admin).await?;
-        let load = LoadAvg::read();
-        let store = store_batches(&instances, user, &rows, duration).await?;
-        report.push(Line::throughput(
-            format!("PgEventStore::insert only, {} instances", args.connections),
-            &store,
-            load,
-        ));
+        if let Some(raw) = raw {
+            report.push(Line::ratio(
+                "batch: handler / raw INSERT",
+                handler.rows_per_second() / raw.rows_per_second(),
+                0.5,
+            ));
 
-        let load = LoadAvg::read();
-        let publish = publish_only(&args, &topology, &rows, args.connections, duration).await?;
-        report.push(Line::throughput(format!("AmqpBus::publish only, {} instances", args.connections), &publish, load));
+            reset(&admin).await?;
+            let load = LoadAvg::read();
+            let store = store_batches(&instances, user, &rows, duration).await?;
+            report.push(Line::throughput(
+                format!("PgEventStore::insert only, {} instances", args.connections),
+                &store,
+                load,
+            ));
+
+            let load = LoadAvg::read();
+            let publish = publish_only(&args, &topology, &rows, Packing::Together, args.connections, duration).await?;
+            report.push(Line::throughput(
+                format!("AmqpBus::publish_batch only (1 message, as ingest), {} instances", args.connections),
+                &publish,
+                load,
+            ));
+
+            let load = LoadAvg::read();
+            let publish = publish_only(&args, &topology, &rows, Packing::Each, args.connections, duration).await?;
+            report.push(Line::throughput(
+                format!("AmqpBus::publish only ({} messages), {} instances", args.batch_size, args.connections),
+                &publish,
+                load,
+            ));
+        }
     }
 
-    if args.only.as_deref() != Some("batch") {
+    if !matches!(args.only.as_deref(), Some("batch" | "batch-handler")) {
         let single_body = json!(single_input()).to_string();
         let single_event = rest_event("/api/events", &token, &single_body);
 
@@ -194,7 +221,7 @@ async fn main() -> anyhow::Result<()> {
 
         let load = LoadAvg::read();
         let single_row = [single_input().validate().context("the single bench event")?];
-        let publish = publish_only(&args, &topology, &single_row, args.instances, duration).await?;
+        let publish = publish_only(&args, &topology, &single_row, Packing::Together, args.instances, duration).await?;
         report.push(Line::requests(
             format!("AmqpBus::publish only, 1 message, {} instances", args.instances),
             &publish,
@@ -480,11 +507,21 @@ async fn drive(
     .await
 }
 
-/// Publishes one message per row, with confirms, as the handler does after its insert.
+/// How a request's events go to the broker.
+#[derive(Clone, Copy)]
+enum Packing {
+    /// In one message, as ingest publishes them to dispatch.
+    Together,
+    /// One message per event, as ingest published them before.
+    Each,
+}
+
+/// Publishes a message for the rows, with confirms, as the handler does after its insert.
 async fn publish_only(
     args: &Args,
     topology: &Topology,
     rows: &[NewEvent],
+    packing: Packing,
     tasks: u32,
     duration: Duration,
 ) -> anyhow::Result<Run> {
@@ -510,7 +547,10 @@ async fn publish_only(
         let buses = buses.clone();
         let messages = messages.clone();
         async move {
-            buses[task].publish(Queue::Dispatch, &messages).await?;
+            match packing {
+                Packing::Together => buses[task].publish_batch(Queue::Dispatch, &messages).await?,
+                Packing::Each => buses[task].publish(Queue::Dispatch, &messages).await?,
+            }
             Ok(messages.len() as u64)
         }
     })

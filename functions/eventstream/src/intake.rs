@@ -45,7 +45,7 @@ impl Intake {
     /// dispatcher's sweep publishes them later.
     async fn publish_for_dispatch(&self, insertion: &Insertion) {
         let messages: Vec<EventMessage> = insertion.events.iter().map(EventMessage::for_event).collect();
-        if let Err(error) = self.bus.publish(Queue::Dispatch, &messages).await {
+        if let Err(error) = self.bus.publish_batch(Queue::Dispatch, &messages).await {
             tracing::warn!(%error, count = messages.len(), "events stored but not published; the sweep will publish them");
         }
     }

@@ -408,7 +408,9 @@ async fn stored_events_are_published_to_dispatch_once_and_replays_publish_nothin
     let replayed = api.call(post()).await;
 
     assert_eq!((created.status, replayed.status), (StatusCode::CREATED, StatusCode::OK));
-    let published = api.drain(eventstream::bus::Queue::Dispatch).await;
+    let bodies = api.drain_bodies(eventstream::bus::Queue::Dispatch).await;
+    assert_eq!(bodies.len(), 1, "a request's events travel to dispatch in one message");
+    let published = eventstream::bus::EventMessage::parse_batch(&bodies[0]).unwrap();
     let ids: Vec<Value> = created.body["events"].as_array().unwrap().iter().map(|e| e["id"].clone()).collect();
     assert_eq!(published.iter().map(|m| json!(m.event_id)).collect::<Vec<_>>(), ids);
     assert_eq!(published[1].status, eventstream::domain::Status::Error);

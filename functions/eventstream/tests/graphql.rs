@@ -517,7 +517,7 @@ async fn drain(api: &TestGraphql, queue: Queue) -> Vec<eventstream::bus::EventMe
     let name = api.topology.queue_name(queue);
     let mut messages = Vec::new();
     while let Some(message) = channel.basic_get(name.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap() {
-        messages.push(eventstream::bus::EventMessage::parse(&message.delivery.data).unwrap());
+        messages.extend(eventstream::bus::EventMessage::parse_batch(&message.delivery.data).unwrap());
     }
     connection.close(0, "done".into()).await.ok();
     messages

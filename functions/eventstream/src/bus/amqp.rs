@@ -10,7 +10,7 @@ use lapin::{
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
-use super::{EventMessage, Queue, Topology};
+use super::{EventMessage, MAX_EVENTS_PER_MESSAGE, Queue, Topology};
 
 /// Persistent: the broker writes the message to disk before it confirms it.
 const PERSISTENT: u8 = 2;
@@ -75,11 +75,30 @@ impl AmqpBus {
         &self.topology
     }
 
-    /// Publishes every message to `queue` and returns once the broker confirmed them all.
-    ///
-    /// A failure on a connection that was already open is retried once on a new connection.
-    #[tracing::instrument(skip_all, fields(queue = queue.role(), messages = messages.len()))]
+    /// Publishes each event as a message of its own to `queue` and returns once the broker
+    /// confirmed them all: for the handler queues, whose consumers take events one by one.
+    #[tracing::instrument(skip_all, fields(queue = queue.role(), events = messages.len()))]
     pub async fn publish(&self, queue: Queue, messages: &[EventMessage]) -> Result<(), BusError> {
+        let outgoing: Vec<Outgoing> = messages
+            .iter()
+            .map(|message| Outgoing { body: message.to_bytes(), message_id: Some(message.event_id.to_string()) })
+            .collect();
+        self.send(queue, &outgoing).await
+    }
+
+    /// Publishes the events to `queue` together, up to [`MAX_EVENTS_PER_MESSAGE`] in a message,
+    /// and returns once the broker confirmed them all: for `dispatch`, which routes many at once.
+    #[tracing::instrument(skip_all, fields(queue = queue.role(), events = messages.len()))]
+    pub async fn publish_batch(&self, queue: Queue, messages: &[EventMessage]) -> Result<(), BusError> {
+        let outgoing: Vec<Outgoing> = messages
+            .chunks(MAX_EVENTS_PER_MESSAGE)
+            .map(|chunk| Outgoing { body: EventMessage::batch_to_bytes(chunk), message_id: None })
+            .collect();
+        self.send(queue, &outgoing).await
+    }
+
+    /// A failure on a connection that was already open is retried once on a new connection.
+    async fn send(&self, queue: Queue, messages: &[Outgoing]) -> Result<(), BusError> {
         if messages.is_empty() {
             return Ok(());
         }
@@ -120,22 +139,24 @@ impl AmqpBus {
         Ok(channel)
     }
 
-    async fn publish_on(&self, channel: &Channel, queue: Queue, messages: &[EventMessage]) -> Result<(), BusError> {
+    async fn publish_on(&self, channel: &Channel, queue: Queue, messages: &[Outgoing]) -> Result<(), BusError> {
         let routing_key = self.topology.queue_name(queue);
         let publish = async {
             let mut confirms = Vec::with_capacity(messages.len());
             for message in messages {
-                let properties = BasicProperties::default()
+                let mut properties = BasicProperties::default()
                     .with_delivery_mode(PERSISTENT)
-                    .with_content_type("application/json".into())
-                    .with_message_id(message.event_id.to_string().into());
+                    .with_content_type("application/json".into());
+                if let Some(id) = &message.message_id {
+                    properties = properties.with_message_id(id.as_str().into());
+                }
                 let confirm = channel
                     .basic_publish(
                         self.topology.exchange.as_str().into(),
                         routing_key.as_str().into(),
                         // Mandatory: a message no queue takes comes back instead of vanishing.
                         BasicPublishOptions { mandatory: true, ..Default::default() },
-                        &message.to_bytes(),
+                        &message.body,
                         properties,
                     )
                     .await
@@ -156,4 +177,11 @@ impl AmqpBus {
         };
         tokio::time::timeout(self.timeout, publish).await.map_err(|_| BusError::Timeout(self.timeout))?
     }
+}
+
+/// A message as it goes to the broker.
+struct Outgoing {
+    body: Vec<u8>,
+    /// The event's id, when the message carries one event.
+    message_id: Option<String>,
 }

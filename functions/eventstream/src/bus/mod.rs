@@ -4,7 +4,7 @@ mod amqp;
 mod message;
 
 pub use amqp::{AmqpBus, BusError, declare_topology};
-pub use message::{EventMessage, MessageError, SCHEMA_VERSION};
+pub use message::{EventMessage, MAX_EVENTS_PER_MESSAGE, MessageError, SCHEMA_VERSION};
 
 /// The queues of the pipeline, named by role; [`Topology`] gives their names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

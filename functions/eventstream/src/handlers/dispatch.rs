@@ -102,10 +102,13 @@ async fn dispatch(state: &DispatchState, batch: RabbitMqEvent) -> Result<Dispatc
         let origin = format!("rabbitmq:{}", queue.split("::").next().unwrap_or(&queue));
         for delivery in deliveries {
             let body = delivery.data.unwrap_or_default();
-            match EventMessage::parse_base64(&body) {
-                Ok(message) => {
-                    if messages.insert(message.event_id, message.clone()).is_none() {
-                        order.push(message.event_id);
+            match EventMessage::parse_batch_base64(&body) {
+                Ok(events) => {
+                    for message in events {
+                        if let std::collections::hash_map::Entry::Vacant(slot) = messages.entry(message.event_id) {
+                            order.push(message.event_id);
+                            slot.insert(message);
+                        }
                     }
                 }
                 Err(error) => {
@@ -155,7 +158,7 @@ async fn sweep(state: &DispatchState) -> Result<DispatchReport, DispatchError> {
     let stuck = state.routing.stuck(state.sweep.older_than, state.sweep.limit).await?;
     if !stuck.is_empty() {
         tracing::warn!(count = stuck.len(), "events were stuck before dispatch; publishing them again");
-        state.bus.publish(Queue::Dispatch, &stuck).await?;
+        state.bus.publish_batch(Queue::Dispatch, &stuck).await?;
     }
     Ok(DispatchReport { republished: stuck.len(), ..Default::default() })
 }

@@ -80,20 +80,30 @@ impl TestApi {
         }
     }
 
-    /// Takes every message waiting in one of this API's queues.
+    /// Takes every event waiting in one of this API's queues: `dispatch` carries them in batches,
+    /// the handler queues one per message.
     pub async fn drain(&self, queue: Queue) -> Vec<EventMessage> {
+        let bodies = self.drain_bodies(queue).await;
+        match queue {
+            Queue::Dispatch => bodies.iter().flat_map(|body| EventMessage::parse_batch(body).unwrap()).collect(),
+            Queue::Warning | Queue::Error => bodies.iter().map(|body| EventMessage::parse(body).unwrap()).collect(),
+        }
+    }
+
+    /// Takes every message waiting in one of this API's queues, as its body.
+    pub async fn drain_bodies(&self, queue: Queue) -> Vec<Vec<u8>> {
         use lapin::{Connection, ConnectionProperties, options::BasicGetOptions};
         let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.unwrap();
         let channel = connection.create_channel().await.unwrap();
         let name = self.topology.queue_name(queue);
-        let mut messages = Vec::new();
+        let mut bodies = Vec::new();
         while let Some(message) =
             channel.basic_get(name.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap()
         {
-            messages.push(EventMessage::parse(&message.delivery.data).unwrap());
+            bodies.push(message.delivery.data);
         }
         connection.close(0, "done".into()).await.ok();
-        messages
+        bodies
     }
 
     pub async fn user(&self, username: &str) -> Uuid {
