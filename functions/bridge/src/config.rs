@@ -44,7 +44,8 @@ impl BridgeConfig {
         Self::from_lookup(&env_lookup)
     }
 
-    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    /// Reads the configuration from `lookup`, which answers for the environment's variables.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let amqp_url = required(lookup, "AMQP_URL")?;
         // The parser's message is kept out of the error: it may quote the password.
         let amqp_vhost = amqp_url

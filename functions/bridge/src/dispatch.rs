@@ -1,6 +1,9 @@
 //! Playing Amazon MQ's event source where there is none (LocalStack): a batch of `dispatch`
 //! deliveries becomes the [`RabbitMqEvent`] Amazon MQ would send, and the dispatch function is
-//! invoked with it.
+//! invoked with it: through Lambda's `Invoke` ([`LambdaFunction`]), or any other
+//! [`DispatchFunction`] (a benchmark runs the handler in-process).
+
+use std::sync::Arc;
 
 use aws_lambda_events::rabbitmq::{RabbitMqBasicProperties, RabbitMqEvent, RabbitMqMessage};
 use aws_sdk_lambda::{
@@ -11,6 +14,7 @@ use aws_sdk_lambda::{
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
 use eventstream::bus::Queue;
+use futures_util::future::BoxFuture;
 use lapin::{
     BasicProperties,
     message::Delivery,
@@ -23,10 +27,25 @@ use crate::{Retry, ack_all};
 /// Amazon MQ's event source invokes with at most this many messages by default.
 pub const MAX_BATCH_MESSAGES: usize = 100;
 
-/// Invokes the dispatch function with batches of `dispatch` deliveries.
-pub struct DispatchInvoker {
+/// Runs the dispatch function on one payload: a [`RabbitMqEvent`] as JSON, as Lambda would
+/// receive it.
+pub trait DispatchFunction: Send + Sync {
+    /// What logs call the function.
+    fn name(&self) -> &str;
+
+    /// Completes once the function succeeded; an error leaves the batch to be delivered again.
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<'_, Result<(), InvokeFailure>>;
+}
+
+/// The dispatch function deployed in Lambda, invoked synchronously as Amazon MQ's event source does.
+pub struct LambdaFunction {
     pub client: aws_sdk_lambda::Client,
     pub function: String,
+}
+
+/// Invokes the dispatch function with batches of `dispatch` deliveries.
+pub struct DispatchInvoker {
+    pub function: Arc<dyn DispatchFunction>,
     /// `<queue>::<vhost>`, the key Amazon MQ files a queue's messages under.
     pub queue_key: String,
     pub event_source_arn: String,
@@ -34,64 +53,114 @@ pub struct DispatchInvoker {
 
 /// Why an invocation did not succeed.
 #[derive(Debug, thiserror::Error)]
-enum InvokeFailure {
+pub enum InvokeFailure {
     #[error("Invoke failed: {}", DisplayErrorContext(.0.as_ref()))]
     Call(#[source] Box<SdkError<InvokeError>>),
+    /// The function ran and returned an error: its type (Lambda's `FunctionError`) and what it said.
     #[error("the function failed ({kind}): {payload}")]
     Function { kind: String, payload: String },
 }
 
+/// Lambda refuses a synchronous invocation whose payload passes 6 MB, and Amazon MQ's event source
+/// ends a batch before it; so does the bridge. `dispatch` messages carry whole requests' events
+/// (a 500-event message is ~130 KB in base64), so 100 of them would pass it.
+pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+
+/// The event's JSON around its messages, with room to spare.
+const ENVELOPE_BYTES: usize = 1024;
+
 impl DispatchInvoker {
-    /// Invokes the function with the whole batch and acknowledges it once the function
-    /// succeeded; retries with backoff until then or until `retry` gives up, in which case the
-    /// deliveries stay unacknowledged and RabbitMQ delivers them again.
-    #[tracing::instrument(skip_all, fields(function = %self.function, messages = deliveries.len()))]
+    /// Invokes the function with the deliveries, in as few invocations as the payload limit
+    /// allows, and acknowledges each invocation's deliveries once the function succeeded; retries
+    /// with backoff until then or until `retry` gives up, in which case the deliveries not yet
+    /// acknowledged stay with RabbitMQ, which delivers them again.
+    #[tracing::instrument(skip_all, fields(function = self.function.name(), messages = deliveries.len()))]
     pub async fn dispatch(&self, deliveries: Vec<Delivery>, retry: &mut Retry) {
-        let event = rabbitmq_event(
-            &self.queue_key,
-            &self.event_source_arn,
-            deliveries
-                .iter()
-                .map(|delivery| rabbitmq_message(&delivery.properties, delivery.redelivered, &delivery.data)),
-        );
-        let payload = serde_json::to_vec(&event).expect("a RabbitMQ event always serializes");
-        loop {
-            match self.invoke(payload.clone()).await {
-                Ok(()) => {
-                    retry.succeeded();
-                    retry.stats.forwarded(Queue::Dispatch, deliveries.len());
-                    ack_all(&deliveries).await;
-                    return;
-                }
-                Err(error) => tracing::warn!(%error, "dispatch invocation failed; retrying"),
-            }
-            if !retry.wait().await {
-                tracing::warn!("stopping: leaving messages for RabbitMQ to deliver again");
+        let messages: Vec<RabbitMqMessage> = deliveries
+            .iter()
+            .map(|delivery| rabbitmq_message(&delivery.properties, delivery.redelivered, &delivery.data))
+            .collect();
+        let mut rest = &deliveries[..];
+        for group in payload_sized(messages, MAX_PAYLOAD_BYTES) {
+            let (invoked, later) = rest.split_at(group.len());
+            rest = later;
+            let event = rabbitmq_event(&self.queue_key, &self.event_source_arn, group);
+            let payload = serde_json::to_vec(&event).expect("a RabbitMQ event always serializes");
+            if !self.invoke_until_done(payload, invoked, retry).await {
                 return;
             }
         }
     }
 
-    async fn invoke(&self, payload: Vec<u8>) -> Result<(), InvokeFailure> {
-        let output = self
-            .client
-            .invoke()
-            .function_name(&self.function)
-            .invocation_type(InvocationType::RequestResponse)
-            .payload(Blob::new(payload))
-            .send()
-            .await
-            .map_err(|error| InvokeFailure::Call(Box::new(error)))?;
-        match output.function_error {
-            None => Ok(()),
-            Some(kind) => Err(InvokeFailure::Function {
-                kind,
-                payload: output
-                    .payload
-                    .map(|payload| String::from_utf8_lossy(payload.as_ref()).into_owned())
-                    .unwrap_or_default(),
-            }),
+    /// Whether the function succeeded; false once `retry` gave up.
+    async fn invoke_until_done(&self, payload: Vec<u8>, deliveries: &[Delivery], retry: &mut Retry) -> bool {
+        loop {
+            match self.function.invoke(payload.clone()).await {
+                Ok(()) => {
+                    retry.succeeded();
+                    retry.stats.forwarded(Queue::Dispatch, deliveries.len());
+                    ack_all(deliveries).await;
+                    return true;
+                }
+                Err(error) => tracing::warn!(%error, "dispatch invocation failed; retrying"),
+            }
+            if !retry.wait().await {
+                tracing::warn!("stopping: leaving messages for RabbitMQ to deliver again");
+                return false;
+            }
         }
+    }
+}
+
+/// Splits `messages`, in order, into groups whose event stays within `limit` bytes of JSON. A
+/// message too large on its own still goes alone: Lambda's refusal then names the problem.
+fn payload_sized(messages: Vec<RabbitMqMessage>, limit: usize) -> Vec<Vec<RabbitMqMessage>> {
+    let mut groups: Vec<Vec<RabbitMqMessage>> = Vec::new();
+    let mut size = ENVELOPE_BYTES;
+    for message in messages {
+        // The comma between messages included.
+        let bytes = serde_json::to_vec(&message).expect("a RabbitMQ message always serializes").len() + 1;
+        match groups.last_mut() {
+            Some(group) if size + bytes <= limit => {
+                group.push(message);
+                size += bytes;
+            }
+            _ => {
+                groups.push(vec![message]);
+                size = ENVELOPE_BYTES + bytes;
+            }
+        }
+    }
+    groups
+}
+
+impl DispatchFunction for LambdaFunction {
+    fn name(&self) -> &str {
+        &self.function
+    }
+
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<'_, Result<(), InvokeFailure>> {
+        Box::pin(async move {
+            let output = self
+                .client
+                .invoke()
+                .function_name(&self.function)
+                .invocation_type(InvocationType::RequestResponse)
+                .payload(Blob::new(payload))
+                .send()
+                .await
+                .map_err(|error| InvokeFailure::Call(Box::new(error)))?;
+            match output.function_error {
+                None => Ok(()),
+                Some(kind) => Err(InvokeFailure::Function {
+                    kind,
+                    payload: output
+                        .payload
+                        .map(|payload| String::from_utf8_lossy(payload.as_ref()).into_owned())
+                        .unwrap_or_default(),
+                }),
+            }
+        })
     }
 }
 
@@ -205,5 +274,25 @@ mod tests {
         assert_eq!(basic["headers"]["attempt"], 2);
         let parsed: RabbitMqEvent = serde_json::from_value(json).unwrap();
         assert_eq!(parsed, event);
+    }
+
+    #[test]
+    fn batches_are_split_in_order_to_stay_within_the_payload_limit() {
+        let properties = BasicProperties::default().with_delivery_mode(2);
+        let bodies: Vec<Vec<u8>> = (0..30u8).map(|i| vec![b'a' + i % 26; 100_000]).collect();
+        let messages: Vec<RabbitMqMessage> =
+            bodies.iter().map(|body| rabbitmq_message(&properties, false, body)).collect();
+
+        let groups = payload_sized(messages.clone(), 1024 * 1024);
+
+        assert!(groups.len() > 1);
+        assert_eq!(groups.concat(), messages, "every message once, in order");
+        for group in &groups {
+            let event =
+                rabbitmq_event("dispatch::/", "arn:aws:mq:us-east-1:000000000000:broker:local:b-1", group.clone());
+            assert!(serde_json::to_vec(&event).unwrap().len() <= 1024 * 1024);
+        }
+        assert_eq!(payload_sized(messages[..3].to_vec(), MAX_PAYLOAD_BYTES).len(), 1);
+        assert_eq!(payload_sized(messages[..2].to_vec(), 1000), [vec![messages[0].clone()], vec![messages[1].clone()]]);
     }
 }

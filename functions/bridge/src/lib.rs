@@ -34,9 +34,9 @@ use tokio::{
 pub use crate::config::BridgeConfig;
 use crate::{
     batch::{Backoff, Ending, next_batch},
-    dispatch::DispatchInvoker,
+    dispatch::{DispatchFunction, DispatchInvoker, LambdaFunction},
     sqs::SqsForwarder,
-    stats::Stats,
+    stats::{Snapshot, Stats},
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,10 +49,26 @@ type GiveUp = watch::Receiver<Option<Instant>>;
 
 /// Runs the bridge until `shutdown` completes, then drains: stops taking messages, finishes the
 /// batches in flight (sent and acknowledged, or left to RabbitMQ after the drain timeout) and
-/// closes the connection.
+/// closes the connection. `dispatch` is drained into the Lambda function `DISPATCH_FUNCTION`
+/// names, if any.
 pub async fn run(config: BridgeConfig, aws: &SdkConfig, shutdown: impl Future<Output = ()>) {
+    let dispatch = config.dispatch_function.clone().map(|function| {
+        Arc::new(LambdaFunction { client: aws_sdk_lambda::Client::new(aws), function }) as Arc<dyn DispatchFunction>
+    });
+    run_with_dispatch(config, aws, dispatch, shutdown).await;
+}
+
+/// Runs the bridge as [`run`] does, but drains `dispatch` into `dispatch_function` (not at all
+/// when `None`), whatever `config.dispatch_function` says: how a benchmark runs the dispatch
+/// handler in-process behind the bridge's own consumer. Returns what the bridge forwarded.
+pub async fn run_with_dispatch(
+    config: BridgeConfig,
+    aws: &SdkConfig,
+    dispatch_function: Option<Arc<dyn DispatchFunction>>,
+    shutdown: impl Future<Output = ()>,
+) -> Snapshot {
     let stats = Arc::new(Stats::default());
-    let routes = routes(&config, aws);
+    let routes = routes(&config, aws, dispatch_function);
     let (stop, mut stopping) = watch::channel(None);
     let bridge = async {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
@@ -94,6 +110,7 @@ pub async fn run(config: BridgeConfig, aws: &SdkConfig, shutdown: impl Future<Ou
         retries = totals.retries,
         "bridge stopped"
     );
+    totals
 }
 
 /// Completes on SIGTERM (what ECS and `docker stop` send) or SIGINT (Ctrl-C).
@@ -128,7 +145,7 @@ impl Destination {
     }
 }
 
-fn routes(config: &BridgeConfig, aws: &SdkConfig) -> Vec<Route> {
+fn routes(config: &BridgeConfig, aws: &SdkConfig, dispatch_function: Option<Arc<dyn DispatchFunction>>) -> Vec<Route> {
     let sqs = aws_sdk_sqs::Client::new(aws);
     let forward = |queue, queue_url: &str| Route {
         queue,
@@ -141,13 +158,12 @@ fn routes(config: &BridgeConfig, aws: &SdkConfig) -> Vec<Route> {
     };
     let mut routes =
         vec![forward(Queue::Warning, &config.warning_queue_url), forward(Queue::Error, &config.error_queue_url)];
-    if let Some(function) = &config.dispatch_function {
+    if let Some(function) = dispatch_function {
         let region = aws.region().map_or("us-east-1", |region| region.as_ref());
         routes.push(Route {
             queue: Queue::Dispatch,
             destination: Arc::new(Destination::Dispatch(DispatchInvoker {
-                client: aws_sdk_lambda::Client::new(aws),
-                function: function.clone(),
+                function,
                 queue_key: format!("{}::{}", config.topology.queue_name(Queue::Dispatch), config.amqp_vhost),
                 event_source_arn: format!(
                     "arn:aws:mq:{region}:000000000000:broker:eventstream-bridge:b-00000000-0000-0000-0000-000000000000"

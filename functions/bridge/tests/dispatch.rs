@@ -7,6 +7,7 @@ use std::{
     collections::HashSet,
     path::{Path, PathBuf},
     process::Command,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -17,10 +18,12 @@ use aws_sdk_lambda::{
     types::{Environment, FunctionCode, Runtime, State},
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
+use bridge::dispatch::{DispatchFunction, InvokeFailure};
 use eventstream::{
     bus::{Queue, Topology},
     domain::Status,
 };
+use futures_util::future::BoxFuture;
 use support::*;
 
 /// A function that records every event it receives in a directory of its own.
@@ -166,5 +169,62 @@ async fn a_failing_function_is_retried_and_its_messages_stay_in_rabbitmq() {
     }
     assert_eq!(ready_messages(&topology, Queue::Dispatch).await, 5, "no message of a failed batch is acknowledged");
     function.delete().await;
+    sqs.delete().await;
+}
+
+/// A dispatch function run in-process that keeps every event it is invoked with.
+#[derive(Default)]
+struct InProcessFunction {
+    events: Mutex<Vec<RabbitMqEvent>>,
+}
+
+impl DispatchFunction for InProcessFunction {
+    fn name(&self) -> &str {
+        "in-process"
+    }
+
+    fn invoke(&self, payload: Vec<u8>) -> BoxFuture<'_, Result<(), InvokeFailure>> {
+        Box::pin(async move {
+            let event = serde_json::from_slice(&payload).expect("the payload is a RabbitMqEvent");
+            self.events.lock().unwrap().push(event);
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_dispatch_function_given_in_process_gets_the_same_payload_and_its_messages_are_acknowledged() {
+    let aws = aws().await;
+    let sqs = SqsQueues::create(&aws).await;
+    let topology = Topology::ephemeral();
+    let queue_key = format!("{}::/", topology.queue_name(Queue::Dispatch));
+    let events = messages(Status::Info, 150);
+    publish(&topology, Queue::Dispatch, &events).await;
+    let expected: HashSet<Vec<u8>> = events.iter().map(|event| event.to_bytes()).collect();
+
+    let function = Arc::new(InProcessFunction::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = config(&topology, &sqs.warning_url, &sqs.error_url);
+    let running = tokio::spawn({
+        let (aws, function) = (aws.clone(), function.clone());
+        async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            bridge::run_with_dispatch(config, &aws, Some(function), shutdown).await
+        }
+    });
+    let received = || -> HashSet<Vec<u8>> {
+        function.events.lock().unwrap().iter().flat_map(|event| bodies(event, &queue_key)).collect()
+    };
+    wait_until("every message to reach the function", Duration::from_secs(60), || async {
+        expected.is_subset(&received())
+    })
+    .await;
+    stop.send(()).unwrap();
+    let forwarded = tokio::time::timeout(Duration::from_secs(30), running).await.expect("the bridge drains").unwrap();
+
+    assert_eq!(forwarded.dispatch, 150, "every message is acknowledged once, after its invocation");
+    assert_eq!(ready_messages(&topology, Queue::Dispatch).await, 0);
     sqs.delete().await;
 }
