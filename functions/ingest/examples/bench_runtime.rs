@@ -13,6 +13,7 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    str::FromStr,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -32,13 +33,17 @@ use axum::{
     routing::{get, post},
 };
 use clap::Parser;
-use eventstream::bus::{Queue, Topology};
+use eventstream::{
+    MIGRATOR,
+    bus::{Queue, Topology},
+};
 use lapin::{
     Connection, ConnectionProperties,
-    options::QueueDeclareOptions,
+    options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions},
     types::{FieldTable, ShortString},
 };
 use serde_json::{Value, json};
+use sqlx::{PgPool, Postgres, migrate::MigrateDatabase, postgres::PgConnectOptions};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -51,13 +56,18 @@ use uuid::Uuid;
 ///   - serves the Lambda Runtime API (2018-06-01) on 127.0.0.1, one server and one invocation
 ///     queue per instance, as Lambda hands each execution environment one request at a time;
 ///   - starts --instances processes of the release ingest bootstrap against it, each with that
-///     environment plus the variables Lambda sets (AWS_LAMBDA_RUNTIME_API, AWS_LAMBDA_FUNCTION_NAME,
+///     environment, pointed at a database (--database-url) and a RabbitMQ topology of its own,
+///     plus the variables Lambda sets (AWS_LAMBDA_RUNTIME_API, AWS_LAMBDA_FUNCTION_NAME,
 ///     AWS_LAMBDA_FUNCTION_MEMORY_SIZE, AWS_LAMBDA_FUNCTION_VERSION, AWS_LAMBDA_LOG_FORMAT, ...),
 ///     logging to .local/bench_runtime/instance-<n>.log; they are killed at the end;
 ///   - logs in through it as the stack's demo user (POST /api/token), and refreshes the access
 ///     token before every phase (POST /api/token/refresh), as a client would.
 ///
-/// Six phases follow, each for --seconds with one request in flight per instance:
+/// The instances' own database (created and migrated when missing, emptied first; it holds a copy
+/// of the demo user, so one token serves every path) and topology (deleted at the end) keep what
+/// they store and publish out of the stack's pipeline: routing those events through LocalStack
+/// would share the two cores with the phase, and it is not the function's work. Six phases
+/// follow, each for --seconds with one request in flight per instance:
 ///
 ///   1-2. the Runtime API: POST /api/events with one event, then POST /api/events/batch with
 ///        --batch-size events, each an API Gateway REST (v1) proxy event;
@@ -67,8 +77,8 @@ use uuid::Uuid;
 /// A Runtime API request's latency runs from handing the event to the instance's queue to its
 /// response; an HTTP or Invoke request's from sending it to the whole response. Each phase starts
 /// with one untimed request per worker (connections, LocalStack's environments), and every
-/// response must be 201. The events (info and success only, so nothing is emailed) stay in the
-/// stack's database and go through the stack's pipeline; before each phase and at the end, the
+/// response must be 201. The LocalStack phases' events (info and success only, so nothing is
+/// emailed) stay in the stack's database and go through the stack's pipeline; before each phase and at the end, the
 /// stack's dispatch queue is given up to --drain-seconds to empty, so that neither the next phase
 /// nor the next benchmark shares the cores with routing these events. Target: single events
 /// through the Runtime API at least 700 requests/s with p99 under 20 ms.
@@ -94,6 +104,15 @@ struct Args {
     /// Events per batch.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500))]
     batch_size: u32,
+
+    /// The Runtime API instances' database; created and migrated when missing, emptied before the run.
+    #[arg(
+        long,
+        env = "BENCH_RUNTIME_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/eventstream_bench_runtime",
+        hide_env_values = true
+    )]
+    database_url: String,
 
     /// Longest wait for the stack's dispatch queue to empty before a phase; 0 does not wait.
     #[arg(long, default_value_t = 120.0)]
@@ -127,6 +146,12 @@ async fn main() -> anyhow::Result<()> {
     let lambda = lambda_client(&stack).await;
     let function = Function::describe(&lambda, &stack.ingest_function).await?;
     let mut environment = function.environment.clone();
+    let stack_database_url =
+        environment.get("DATABASE_URL").context("the function's environment has no DATABASE_URL")?.clone();
+    let own_prefix = format!("bench-runtime-{}-", Uuid::now_v7().simple());
+    prepare_own_database(&args.database_url, &stack_database_url, &stack.username).await?;
+    environment.insert("DATABASE_URL".into(), args.database_url.clone());
+    environment.insert("AMQP_QUEUE_PREFIX".into(), own_prefix.clone());
     environment.extend(args.env.iter().cloned());
     let access_ttl: f64 = match environment.get("JWT_ACCESS_TTL_SECONDS") {
         Some(value) => value.parse().context("JWT_ACCESS_TTL_SECONDS is not a number")?,
@@ -139,10 +164,8 @@ async fn main() -> anyhow::Result<()> {
         access_ttl - 60.0
     );
     let amqp_url = environment.get("AMQP_URL").context("the function's environment has no AMQP_URL")?.clone();
-    let prefix = environment.get("AMQP_QUEUE_PREFIX").map(String::as_str).unwrap_or_default();
-    let dispatch_queue = Topology::with_prefix(prefix).queue_name(Queue::Dispatch);
-    let duration = Duration::from_secs_f64(args.seconds);
-    let drain = Duration::from_secs_f64(args.drain_seconds);
+    let stack_prefix = function.environment.get("AMQP_QUEUE_PREFIX").map(String::as_str).unwrap_or_default();
+    let dispatch_queue = Topology::with_prefix(stack_prefix).queue_name(Queue::Dispatch);
 
     println!("{}", machine());
     println!(
@@ -155,62 +178,71 @@ async fn main() -> anyhow::Result<()> {
         function.log_format
     );
 
-    let logs = root.join(".local/bench_runtime");
-    std::fs::create_dir_all(&logs)?;
-    let mut processes = Processes(Vec::new());
-    let mut runtimes = Vec::new();
-    for instance in 0..args.instances as usize {
-        let runtime = Runtime::serve(&function, logs.join(format!("instance-{instance}.log"))).await?;
-        let mut variables = lambda_variables(&function, runtime.address, &bootstrap, &stack.aws_region);
-        variables.extend(environment.iter().map(|(name, value)| (name.clone(), value.clone())));
-        let log = File::create(&runtime.log)?;
-        let child = Command::new(&bootstrap)
-            .env_clear()
-            .envs(&variables)
-            .current_dir(bootstrap.parent().unwrap_or(Path::new(".")))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", bootstrap.display()))?;
-        processes.0.push(child);
-        runtimes.push(runtime);
-    }
-    wait_for_init(&runtimes, &mut processes).await?;
-    let runtimes = Arc::new(runtimes);
-
-    let refresh = log_in(&runtimes[0], &stack).await?;
-    let single_body = json!(single_input()).to_string();
-    let batch_body = json!({ "events": batch_inputs(args.batch_size as usize) }).to_string();
-    let workers = args.instances as usize;
-    let mut phases = Vec::new();
-    for via in [Via::RuntimeApi, Via::ApiGateway, Via::LambdaInvoke] {
-        for kind in [Kind::Single, Kind::Batch] {
-            wait_for_drain(&amqp_url, &dispatch_queue, drain).await?;
-            let token = refreshed_access(&runtimes[0], &refresh).await?;
-            let body = match kind {
-                Kind::Single => &single_body,
-                Kind::Batch => &batch_body,
-            };
-            let event = Bytes::from(rest_event(kind.route(), Some(&token), body));
-            let load = LoadAvg::read();
-            let run = match via {
-                Via::RuntimeApi => runtime_phase(runtimes.clone(), event, duration).await,
-                Via::ApiGateway => {
-                    gateway_phase(&stack.api_url, kind.route(), &token, body.clone().into(), workers, duration).await
-                }
-                Via::LambdaInvoke => invoke_phase(&lambda, &function.name, event, workers, duration).await,
-            }
-            .with_context(|| format!("{}, {}", via.name(), kind.name()))?;
-            let events_per_request = match kind {
-                Kind::Single => 1,
-                Kind::Batch => args.batch_size,
-            };
-            phases.push(Phase { via, kind, run, events_per_request, load });
+    let duration = Duration::from_secs_f64(args.seconds);
+    let drain = Duration::from_secs_f64(args.drain_seconds);
+    // The instances' topology goes however the phases end.
+    let outcome: anyhow::Result<Vec<Phase>> = async {
+        let logs = root.join(".local/bench_runtime");
+        std::fs::create_dir_all(&logs)?;
+        let mut processes = Processes(Vec::new());
+        let mut runtimes = Vec::new();
+        for instance in 0..args.instances as usize {
+            let runtime = Runtime::serve(&function, logs.join(format!("instance-{instance}.log"))).await?;
+            let mut variables = lambda_variables(&function, runtime.address, &bootstrap, &stack.aws_region);
+            variables.extend(environment.iter().map(|(name, value)| (name.clone(), value.clone())));
+            let log = File::create(&runtime.log)?;
+            let child = Command::new(&bootstrap)
+                .env_clear()
+                .envs(&variables)
+                .current_dir(bootstrap.parent().unwrap_or(Path::new(".")))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("cannot start {}", bootstrap.display()))?;
+            processes.0.push(child);
+            runtimes.push(runtime);
         }
+        wait_for_init(&runtimes, &mut processes).await?;
+        let runtimes = Arc::new(runtimes);
+
+        let refresh = log_in(&runtimes[0], &stack).await?;
+        let single_body = json!(single_input()).to_string();
+        let batch_body = json!({ "events": batch_inputs(args.batch_size as usize) }).to_string();
+        let workers = args.instances as usize;
+        let mut phases = Vec::new();
+        for via in [Via::RuntimeApi, Via::ApiGateway, Via::LambdaInvoke] {
+            for kind in [Kind::Single, Kind::Batch] {
+                wait_for_drain(&amqp_url, &dispatch_queue, drain).await?;
+                let token = refreshed_access(&runtimes[0], &refresh).await?;
+                let body = match kind {
+                    Kind::Single => &single_body,
+                    Kind::Batch => &batch_body,
+                };
+                let event = Bytes::from(rest_event(kind.route(), Some(&token), body));
+                let load = LoadAvg::read();
+                let run = match via {
+                    Via::RuntimeApi => runtime_phase(runtimes.clone(), event, duration).await,
+                    Via::ApiGateway => {
+                        gateway_phase(&stack.api_url, kind.route(), &token, body.clone().into(), workers, duration)
+                            .await
+                    }
+                    Via::LambdaInvoke => invoke_phase(&lambda, &function.name, event, workers, duration).await,
+                }
+                .with_context(|| format!("{}, {}", via.name(), kind.name()))?;
+                let events_per_request = match kind {
+                    Kind::Single => 1,
+                    Kind::Batch => args.batch_size,
+                };
+                phases.push(Phase { via, kind, run, events_per_request, load });
+            }
+        }
+        wait_for_drain(&amqp_url, &dispatch_queue, drain).await?;
+        Ok(phases)
     }
-    wait_for_drain(&amqp_url, &dispatch_queue, drain).await?;
-    print_report(&phases, &args);
+    .await;
+    delete_topology(&amqp_url, &Topology::with_prefix(&own_prefix)).await;
+    print_report(&outcome?, &args);
     Ok(())
 }
 
@@ -898,4 +930,62 @@ fn print_report(phases: &[Phase], args: &Args) {
             if met { "met" } else { "MISSED" }
         );
     }
+}
+
+/// Creates and migrates the instances' database when missing, empties it, and copies the stack's
+/// `username` into it with the same id and password hash, so that a token issued by either the
+/// instances or the stack is good for both.
+async fn prepare_own_database(url: &str, stack_url: &str, username: &str) -> anyhow::Result<()> {
+    let options = PgConnectOptions::from_str(url).context("--database-url is not a PostgreSQL URL")?;
+    ensure!(
+        options.get_database().is_some_and(|name| name.contains("bench")),
+        "the database's name must contain \"bench\": it is emptied before the run"
+    );
+    let stack_options = PgConnectOptions::from_str(stack_url).context("the function's DATABASE_URL")?;
+    ensure!(
+        options.get_database() != stack_options.get_database(),
+        "--database-url must not be the stack's own database"
+    );
+    let stack = PgPool::connect_with(stack_options).await.context("connecting to the stack's database")?;
+    let (id, password_hash): (Uuid, String) =
+        sqlx::query_as("SELECT id, password_hash FROM users WHERE username = $1 AND is_active")
+            .bind(username)
+            .fetch_optional(&stack)
+            .await?
+            .with_context(|| format!("the stack has no active user {username}: run scripts/up again"))?;
+    stack.close().await;
+
+    if !Postgres::database_exists(url).await.context("cannot reach PostgreSQL")? {
+        Postgres::create_database(url).await.context("cannot create the benchmark database")?;
+    }
+    let pool = PgPool::connect(url).await?;
+    MIGRATOR.run(&pool).await.context("migrating the benchmark database")?;
+    // Users go too: everything else hangs off them.
+    sqlx::query("TRUNCATE users, idempotency_keys, dead_letters CASCADE").execute(&pool).await?;
+    sqlx::query("INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(username)
+        .bind(password_hash)
+        .execute(&pool)
+        .await?;
+    // No phase inherits the previous run's dirty buffers.
+    sqlx::query("CHECKPOINT").execute(&pool).await?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Deletes the instances' exchange and queues; what they held was never meant to be routed.
+async fn delete_topology(amqp_url: &str, topology: &Topology) {
+    let Ok(connection) = Connection::connect(amqp_url, ConnectionProperties::default()).await else {
+        eprintln!("could not reach RabbitMQ to delete the exchange {}", topology.exchange);
+        return;
+    };
+    if let Ok(channel) = connection.create_channel().await {
+        for queue in Queue::ALL {
+            channel.queue_delete(topology.queue_name(queue).as_str().into(), QueueDeleteOptions::default()).await.ok();
+        }
+        channel.exchange_delete(topology.exchange.as_str().into(), ExchangeDeleteOptions::default()).await.ok();
+        channel.close(200, "done".into()).await.ok();
+    }
+    connection.close(200, "done".into()).await.ok();
 }
