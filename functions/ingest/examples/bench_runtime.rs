@@ -148,7 +148,9 @@ async fn main() -> anyhow::Result<()> {
     let mut environment = function.environment.clone();
     let stack_database_url =
         environment.get("DATABASE_URL").context("the function's environment has no DATABASE_URL")?.clone();
-    let own_prefix = format!("bench-runtime-{}-", Uuid::now_v7().simple());
+    // Names this run's topology and its events' sources.
+    let run = format!("bench-runtime-{}", Uuid::now_v7().simple());
+    let own_prefix = format!("{run}-");
     prepare_own_database(&args.database_url, &stack_database_url, &stack.username).await?;
     environment.insert("DATABASE_URL".into(), args.database_url.clone());
     environment.insert("AMQP_QUEUE_PREFIX".into(), own_prefix.clone());
@@ -207,8 +209,8 @@ async fn main() -> anyhow::Result<()> {
         let runtimes = Arc::new(runtimes);
 
         let refresh = log_in(&runtimes[0], &stack).await?;
-        let single_body = json!(single_input()).to_string();
-        let batch_body = json!({ "events": batch_inputs(args.batch_size as usize) }).to_string();
+        let single_body = json!(single_input(&run)).to_string();
+        let batch_body = json!({ "events": batch_inputs(args.batch_size as usize, &run) }).to_string();
         let workers = args.instances as usize;
         let mut phases = Vec::new();
         for via in [Via::RuntimeApi, Via::ApiGateway, Via::LambdaInvoke] {
@@ -242,6 +244,7 @@ async fn main() -> anyhow::Result<()> {
     }
     .await;
     delete_topology(&amqp_url, &Topology::with_prefix(&own_prefix)).await;
+    delete_stack_events(&stack_database_url, &run).await;
     print_report(&outcome?, &args);
     Ok(())
 }
@@ -646,7 +649,7 @@ async fn wait_for_drain(amqp_url: &str, queue: &str, limit: Duration) -> anyhow:
 
 /// Events shaped like the Airflow DAG's, but info and success only: warning and error events would
 /// go on to SQS, the handlers and email, and keep the stack busy during the following phases.
-fn batch_inputs(count: usize) -> Vec<Value> {
+fn batch_inputs(count: usize, run: &str) -> Vec<Value> {
     (0..count)
         .map(|i| {
             let status = if i % 10 == 9 { "info" } else { "success" };
@@ -654,18 +657,18 @@ fn batch_inputs(count: usize) -> Vec<Value> {
                 "title": format!("Job {} finished with {status}", i % 97),
                 "description": format!("Run {i} of the nightly export on host-{}", i % 8),
                 "status": status,
-                "source": format!("bench-{}", i % 10),
+                "source": format!("{run}-{}", i % 10),
                 "attributes": { "host": format!("host-{}", i % 8), "sequence": i },
             })
         })
         .collect()
 }
 
-fn single_input() -> Value {
+fn single_input(run: &str) -> Value {
     json!({
         "title": "Disk usage above 80% on web-1",
         "status": "info",
-        "source": "web-1",
+        "source": format!("{run}-single"),
         "attributes": { "mount": "/var" },
     })
 }
@@ -972,6 +975,34 @@ async fn prepare_own_database(url: &str, stack_url: &str, username: &str) -> any
     sqlx::query("CHECKPOINT").execute(&pool).await?;
     pool.close().await;
     Ok(())
+}
+
+/// Deletes the events the LocalStack phases stored in the stack's database (hundreds of thousands
+/// a run), once the stack has routed them: left there, they would slow every later query of the
+/// stack and every later benchmark's.
+async fn delete_stack_events(stack_url: &str, run: &str) {
+    let deleted = async {
+        let pool = PgPool::connect(stack_url).await?;
+        // Info and success events, so a routing is all the pipeline recorded of them; one
+        // statement, so the foreign key is checked once both are gone.
+        let deleted = sqlx::query(
+            "WITH doomed AS (SELECT id FROM events WHERE source LIKE $1 || '-%'),
+                  routings AS (DELETE FROM event_routings WHERE event_id IN (SELECT id FROM doomed))
+             DELETE FROM events WHERE id IN (SELECT id FROM doomed)",
+        )
+        .bind(run)
+        .execute(&pool)
+        .await?;
+        pool.close().await;
+        Ok::<_, sqlx::Error>(deleted.rows_affected())
+    }
+    .await;
+    match deleted {
+        Ok(count) => println!("deleted the run's {count} events from the stack's database"),
+        Err(error) => {
+            eprintln!("could not delete the run's events (source {run}-*) from the stack's database: {error}")
+        }
+    }
 }
 
 /// Deletes the instances' exchange and queues; what they held was never meant to be routed.
