@@ -244,7 +244,7 @@ async fn main() -> anyhow::Result<()> {
     }
     .await;
     delete_topology(&amqp_url, &Topology::with_prefix(&own_prefix)).await;
-    delete_stack_events(&stack_database_url, &run).await;
+    delete_stack_events(&stack_database_url, &run, Duration::from_secs_f64(args.drain_seconds)).await;
     print_report(&outcome?, &args);
     Ok(())
 }
@@ -978,11 +978,24 @@ async fn prepare_own_database(url: &str, stack_url: &str, username: &str) -> any
 }
 
 /// Deletes the events the LocalStack phases stored in the stack's database (hundreds of thousands
-/// a run), once the stack has routed them: left there, they would slow every later query of the
-/// stack and every later benchmark's.
-async fn delete_stack_events(stack_url: &str, run: &str) {
+/// a run), once the stack has routed them or `limit` passed: left there, they would slow every later
+/// query of the stack and every later benchmark's.
+async fn delete_stack_events(stack_url: &str, run: &str, limit: Duration) {
     let deleted = async {
         let pool = PgPool::connect(stack_url).await?;
+        // An empty dispatch queue is not enough: the bridge may still hold deliveries in flight,
+        // and a routing written during the delete would break its foreign key.
+        let started = Instant::now();
+        while sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT FROM events WHERE source LIKE $1 || '-%' AND pipeline_state = 'received')",
+        )
+        .bind(run)
+        .fetch_one(&pool)
+        .await?
+            && started.elapsed() < limit
+        {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
         // Info and success events, so a routing is all the pipeline recorded of them; one
         // statement, so the foreign key is checked once both are gone.
         let deleted = sqlx::query(
