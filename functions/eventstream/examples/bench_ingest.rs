@@ -22,10 +22,10 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 use eventstream::{
     MIGRATOR,
-    auth::{TokenCodec, TokenKind},
+    auth::{TokenCodec, TokenKind, TokenSubject},
     bus::{AmqpBus, EventMessage, Queue, SCHEMA_VERSION, Topology},
-    config::{DatabaseConfig, JwtConfig},
-    domain::{EventInput, NewEvent},
+    config::{DEFAULT_STATEMENT_TIMEOUT, DatabaseConfig, JwtConfig},
+    domain::{EventInput, NewEvent, Role},
     handlers::http::{AppState, service},
     store::{PgEventStore, lazy_pool},
 };
@@ -133,7 +133,8 @@ async fn main() -> anyhow::Result<()> {
     let admin = prepare_database(&args.database_url).await?;
     let user = bench_user(&admin).await?;
     let jwt = jwt_config();
-    let token = TokenCodec::new(&jwt).issue(user, BENCH_USER, TokenKind::Access);
+    let subject = TokenSubject { user_id: user, username: BENCH_USER, roles: &Role::ALL, token_version: 1 };
+    let token = TokenCodec::new(&jwt).issue(subject, TokenKind::Access, Uuid::now_v7());
     let topology = Topology::ephemeral();
     let inputs = batch_inputs(args.batch_size as usize);
     let rows: Vec<NewEvent> =
@@ -343,7 +344,11 @@ fn instances(args: &Args, jwt: &JwtConfig, topology: &Topology, count: u32) -> a
     (0..count)
         .map(|_| {
             // The function's own defaults: a lazy pool of DATABASE_MAX_CONNECTIONS=2, a 3 s bus timeout.
-            let database = DatabaseConfig { url: SecretString::from(args.database_url.clone()), max_connections: 2 };
+            let database = DatabaseConfig {
+                url: SecretString::from(args.database_url.clone()),
+                max_connections: 2,
+                statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+            };
             let pool = lazy_pool(&database)?;
             let bus = AmqpBus::new(SecretString::from(args.amqp_url.clone()), topology.clone(), Duration::from_secs(3));
             Ok(Instance { state: AppState::new(pool.clone(), jwt, bus), pool })

@@ -60,8 +60,8 @@ use uuid::Uuid;
 ///     plus the variables Lambda sets (AWS_LAMBDA_RUNTIME_API, AWS_LAMBDA_FUNCTION_NAME,
 ///     AWS_LAMBDA_FUNCTION_MEMORY_SIZE, AWS_LAMBDA_FUNCTION_VERSION, AWS_LAMBDA_LOG_FORMAT, ...),
 ///     logging to .local/bench_runtime/instance-<n>.log; they are killed at the end;
-///   - logs in through it as the stack's demo user (POST /api/token), and refreshes the access
-///     token before every phase (POST /api/token/refresh), as a client would.
+///   - logs in as the stack's demo user through the stack's login function (POST /api/token),
+///     and refreshes the access token before every phase (POST /api/token/refresh), as a client would.
 ///
 /// The instances' own database (created and migrated when missing, emptied first; it holds a copy
 /// of the demo user, so one token serves every path) and topology (deleted at the end) keep what
@@ -208,7 +208,7 @@ async fn main() -> anyhow::Result<()> {
         wait_for_init(&runtimes, &mut processes).await?;
         let runtimes = Arc::new(runtimes);
 
-        let refresh = log_in(&runtimes[0], &stack).await?;
+        let mut refresh = log_in(&stack)?;
         let single_body = json!(single_input(&run)).to_string();
         let batch_body = json!({ "events": batch_inputs(args.batch_size as usize, &run) }).to_string();
         let workers = args.instances as usize;
@@ -216,7 +216,7 @@ async fn main() -> anyhow::Result<()> {
         for via in [Via::RuntimeApi, Via::ApiGateway, Via::LambdaInvoke] {
             for kind in [Kind::Single, Kind::Batch] {
                 wait_for_drain(&amqp_url, &dispatch_queue, drain).await?;
-                let token = refreshed_access(&runtimes[0], &refresh).await?;
+                let token = refreshed_access(&stack, &mut refresh)?;
                 let body = match kind {
                     Kind::Single => &single_body,
                     Kind::Batch => &batch_body,
@@ -579,17 +579,6 @@ fn rest_event(path: &str, token: Option<&str>, body: &str) -> String {
     event.to_string()
 }
 
-/// The status and JSON body of the API Gateway proxy response a function answers.
-fn proxy_response(answer: &[u8]) -> anyhow::Result<(u64, Value)> {
-    let reply: Value = serde_json::from_slice(answer).context("the function's answer is not JSON")?;
-    let status = reply["statusCode"].as_u64().with_context(|| format!("no statusCode in {reply}"))?;
-    let body = match reply["body"].as_str() {
-        Some(text) => serde_json::from_str(text).unwrap_or_else(|_| json!(text)),
-        None => Value::Null,
-    };
-    Ok((status, body))
-}
-
 /// Only the status is read on success: a batch's answer lists every event.
 fn expect_created(answer: &[u8]) -> anyhow::Result<()> {
     let reply: Value = serde_json::from_slice(answer).context("the function's answer is not JSON")?;
@@ -597,22 +586,32 @@ fn expect_created(answer: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `POST /api/token` as the demo user; returns the refresh token.
-async fn log_in(runtime: &Runtime, stack: &Stack) -> anyhow::Result<String> {
-    let credentials = json!({ "username": stack.username, "password": stack.password }).to_string();
-    let (_, answer) = runtime.invoke(Bytes::from(rest_event("/api/token", None, &credentials))).await?;
-    let (status, body) = proxy_response(&answer)?;
-    ensure!(status == 200, "logging in as {} answered {status}: {body}", stack.username);
+/// `POST /api/token` as the demo user, through the stack's login function; returns the refresh
+/// token. The instances accept the stack's tokens: same key, and the same user copied in.
+fn log_in(stack: &Stack) -> anyhow::Result<String> {
+    let credentials = json!({ "username": stack.username, "password": stack.password });
+    let body = post_json(&format!("{}/api/token", stack.api_url), &credentials)?;
     Ok(body["refresh"].as_str().context("no refresh token")?.to_string())
 }
 
-/// A fresh access token, so that none expires within a phase.
-async fn refreshed_access(runtime: &Runtime, refresh: &str) -> anyhow::Result<String> {
-    let request = json!({ "refresh": refresh }).to_string();
-    let (_, answer) = runtime.invoke(Bytes::from(rest_event("/api/token/refresh", None, &request))).await?;
-    let (status, body) = proxy_response(&answer)?;
-    ensure!(status == 200, "refreshing the access token answered {status}: {body}");
+/// A fresh access token, so that none expires within a phase. Refresh tokens work once: `refresh`
+/// becomes the one issued with it.
+fn refreshed_access(stack: &Stack, refresh: &mut String) -> anyhow::Result<String> {
+    let body = post_json(&format!("{}/api/token/refresh", stack.api_url), &json!({ "refresh": refresh }))?;
+    *refresh = body["refresh"].as_str().context("no refresh token")?.to_string();
     Ok(body["access"].as_str().context("no access token")?.to_string())
+}
+
+fn post_json(url: &str, body: &Value) -> anyhow::Result<Value> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut response = agent.post(url).header("Content-Type", "application/json").send(body.to_string())?;
+    let text = response.body_mut().read_to_string()?;
+    ensure!(response.status() == 200, "{url} answered {}: {text}", response.status());
+    serde_json::from_str(&text).with_context(|| format!("{url} answered with something other than JSON: {text}"))
 }
 
 /// Waits until the bridge has taken every message off the stack's dispatch queue, or `limit` passed.
@@ -950,8 +949,8 @@ async fn prepare_own_database(url: &str, stack_url: &str, username: &str) -> any
         "--database-url must not be the stack's own database"
     );
     let stack = PgPool::connect_with(stack_options).await.context("connecting to the stack's database")?;
-    let (id, password_hash): (Uuid, String) =
-        sqlx::query_as("SELECT id, password_hash FROM users WHERE username = $1 AND is_active")
+    let (id, password_hash, roles, token_version): (Uuid, String, Vec<String>, i32) =
+        sqlx::query_as("SELECT id, password_hash, roles, token_version FROM users WHERE username = $1 AND is_active")
             .bind(username)
             .fetch_optional(&stack)
             .await?
@@ -965,10 +964,12 @@ async fn prepare_own_database(url: &str, stack_url: &str, username: &str) -> any
     MIGRATOR.run(&pool).await.context("migrating the benchmark database")?;
     // Users go too: everything else hangs off them.
     sqlx::query("TRUNCATE users, idempotency_keys, dead_letters CASCADE").execute(&pool).await?;
-    sqlx::query("INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3)")
+    sqlx::query("INSERT INTO users (id, username, password_hash, roles, token_version) VALUES ($1, $2, $3, $4, $5)")
         .bind(id)
         .bind(username)
         .bind(password_hash)
+        .bind(roles)
+        .bind(token_version)
         .execute(&pool)
         .await?;
     // No phase inherits the previous run's dirty buffers.

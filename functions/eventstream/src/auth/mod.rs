@@ -1,10 +1,13 @@
-//! Authentication: argon2 password hashes and the JWT access and refresh tokens.
+//! Authentication: argon2 password hashes, the JWT access and refresh tokens, and sessions
+//! (throttled login, refresh rotation, revocation by token version).
 
 mod password;
+mod session;
 mod token;
 
 pub use password::{PasswordError, hash_password, verify_password};
-pub use token::{Claims, TokenCodec, TokenError, TokenKind, TokenPair};
+pub use session::{AuthError, Authenticator, LoginError, Sessions};
+pub use token::{Claims, TokenCodec, TokenError, TokenKind, TokenPair, TokenSubject};
 
 /// The token of an `Authorization: Bearer <token>` header, if the header has that form.
 pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {

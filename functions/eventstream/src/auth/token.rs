@@ -4,9 +4,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, deco
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::JwtConfig;
+use crate::{config::JwtConfig, domain::Role};
 
-/// Tolerated clock difference when checking `iat`; `exp` is checked without leeway.
+/// Tolerated clock difference when checking `iat`; `exp` and `nbf` are checked without leeway.
 const IAT_SKEW_SECONDS: u64 = 30;
 
 /// Which of the two tokens a JWT is; a refresh token never passes for an access token.
@@ -27,10 +27,31 @@ pub struct Claims {
     pub iss: String,
     pub aud: String,
     pub iat: u64,
+    /// Not valid before: the time it was issued.
+    pub nbf: u64,
     pub exp: u64,
-    /// Unique per token, so two tokens issued in the same second differ.
+    /// Unique per token, so two tokens issued in the same second differ; a refresh token's row.
     pub jti: Uuid,
     pub typ: TokenKind,
+    /// What the user may do, as granted when the token was issued.
+    pub roles: Vec<Role>,
+    /// The user's token version when the token was issued; revocation bumps the user's.
+    pub ver: i32,
+}
+
+impl Claims {
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// Whom a token is issued to.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenSubject<'a> {
+    pub user_id: Uuid,
+    pub username: &'a str,
+    pub roles: &'a [Role],
+    pub token_version: i32,
 }
 
 /// Why a token was refused.
@@ -68,7 +89,8 @@ impl TokenCodec {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[&config.issuer]);
         validation.set_audience(&[&config.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
         validation.leeway = 0;
         Self {
             encoding: EncodingKey::from_secret(config.secret_bytes()).expect("the secret is checked non-empty"),
@@ -81,35 +103,43 @@ impl TokenCodec {
         }
     }
 
-    /// Issues a new access and refresh token for the user.
-    pub fn issue_pair(&self, user_id: Uuid, username: &str) -> TokenPair {
+    /// Issues an access token and the refresh token with id `refresh_id` (its row in the store).
+    pub fn issue_pair(&self, subject: TokenSubject<'_>, refresh_id: Uuid) -> TokenPair {
         TokenPair {
-            access: self.issue(user_id, username, TokenKind::Access),
-            refresh: self.issue(user_id, username, TokenKind::Refresh),
+            access: self.issue(subject, TokenKind::Access, Uuid::now_v7()),
+            refresh: self.issue(subject, TokenKind::Refresh, refresh_id),
         }
     }
 
-    /// Issues one token of the given kind.
-    pub fn issue(&self, user_id: Uuid, username: &str, kind: TokenKind) -> String {
-        let iat = now_seconds();
-        let ttl = match kind {
+    /// How long a token of this kind lives.
+    pub fn lifetime(&self, kind: TokenKind) -> std::time::Duration {
+        std::time::Duration::from_secs(match kind {
             TokenKind::Access => self.access_ttl,
             TokenKind::Refresh => self.refresh_ttl,
-        };
+        })
+    }
+
+    /// Issues one token of the given kind with the id `jti`.
+    pub fn issue(&self, subject: TokenSubject<'_>, kind: TokenKind, jti: Uuid) -> String {
+        let iat = now_seconds();
         let claims = Claims {
-            sub: user_id,
-            name: username.to_string(),
+            sub: subject.user_id,
+            name: subject.username.to_string(),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             iat,
-            exp: iat + ttl,
-            jti: Uuid::now_v7(),
+            nbf: iat,
+            exp: iat + self.lifetime(kind).as_secs(),
+            jti,
             typ: kind,
+            roles: subject.roles.to_vec(),
+            ver: subject.token_version,
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signing cannot fail")
     }
 
-    /// Checks signature, algorithm, `exp`, `iat`, `iss`, `aud` and the token kind.
+    /// Checks signature, algorithm, `exp`, `nbf`, `iat`, `iss`, `aud` and the token kind. Whether the
+    /// user still holds the token's version is the session's to check ([`super::Sessions`]).
     pub fn verify(&self, token: &str, expected: TokenKind) -> Result<Claims, TokenError> {
         let claims = decode::<Claims>(token, &self.decoding, &self.validation)?.claims;
         if claims.iat > now_seconds() + IAT_SKEW_SECONDS {
@@ -156,7 +186,8 @@ pub(crate) mod tests {
         let now = now_seconds();
         let mut claims = json!({
             "sub": Uuid::now_v7(), "name": "alice", "iss": "eventstream", "aud": "eventstream-api",
-            "iat": now, "exp": now + 300, "jti": Uuid::now_v7(), "typ": "access",
+            "iat": now, "nbf": now, "exp": now + 300, "jti": Uuid::now_v7(), "typ": "access",
+            "roles": ["analyst"], "ver": 1,
         });
         for (key, value) in overrides.as_object().unwrap() {
             if value.is_null() {
@@ -172,20 +203,28 @@ pub(crate) mod tests {
         TokenCodec::new(&test_jwt_config())
     }
 
+    fn alice(user_id: Uuid) -> TokenSubject<'static> {
+        TokenSubject { user_id, username: "alice", roles: &[Role::Analyst, Role::Producer], token_version: 3 }
+    }
+
     #[test]
     fn an_issued_pair_verifies_as_its_own_kinds() {
         let user = Uuid::now_v7();
-        let pair = codec().issue_pair(user, "alice");
+        let refresh_id = Uuid::now_v7();
+        let pair = codec().issue_pair(alice(user), refresh_id);
         let access = codec().verify(&pair.access, TokenKind::Access).unwrap();
         assert_eq!(access.sub, user);
         assert_eq!(access.exp - access.iat, 300);
+        assert_eq!(access.nbf, access.iat);
+        assert_eq!((access.roles, access.ver), (vec![Role::Analyst, Role::Producer], 3));
         let refresh = codec().verify(&pair.refresh, TokenKind::Refresh).unwrap();
         assert_eq!(refresh.exp - refresh.iat, 86_400);
+        assert_eq!(refresh.jti, refresh_id);
     }
 
     #[test]
     fn a_refresh_token_is_not_an_access_token_and_vice_versa() {
-        let pair = codec().issue_pair(Uuid::now_v7(), "alice");
+        let pair = codec().issue_pair(alice(Uuid::now_v7()), Uuid::now_v7());
         assert!(matches!(codec().verify(&pair.refresh, TokenKind::Access), Err(TokenError::WrongKind { .. })));
         assert!(matches!(codec().verify(&pair.access, TokenKind::Refresh), Err(TokenError::WrongKind { .. })));
     }
@@ -205,7 +244,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_tampered_signature_or_payload_is_rejected() {
-        let token = codec().issue(Uuid::now_v7(), "alice", TokenKind::Access);
+        let token = codec().issue(alice(Uuid::now_v7()), TokenKind::Access, Uuid::now_v7());
         let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
         let forged = claims_json(json!({ "name": "mallory" })).to_string();
         parts[1] = URL_SAFE_NO_PAD.encode(forged);
@@ -233,8 +272,22 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_token_not_yet_valid_is_rejected_without_leeway() {
+        let token = sign(&Header::default(), &claims_json(json!({ "nbf": now_seconds() + 2 })), TEST_SECRET);
+        assert!(codec().verify(&token, TokenKind::Access).is_err());
+    }
+
+    #[test]
+    fn a_token_with_an_unknown_role_or_a_version_that_is_not_a_number_is_rejected() {
+        for overrides in [json!({ "roles": ["root"] }), json!({ "roles": "admin" }), json!({ "ver": "1" })] {
+            let token = sign(&Header::default(), &claims_json(overrides.clone()), TEST_SECRET);
+            assert!(codec().verify(&token, TokenKind::Access).is_err(), "{overrides}");
+        }
+    }
+
+    #[test]
     fn a_token_missing_a_required_claim_is_rejected() {
-        for claim in ["exp", "iat", "iss", "aud", "sub", "typ"] {
+        for claim in ["exp", "nbf", "iat", "iss", "aud", "sub", "typ", "jti", "roles", "ver"] {
             let token = sign(&Header::default(), &claims_json(json!({ claim: null })), TEST_SECRET);
             assert!(codec().verify(&token, TokenKind::Access).is_err(), "token without {claim} was accepted");
         }

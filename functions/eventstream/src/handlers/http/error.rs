@@ -8,9 +8,9 @@ use axum::{
 use serde_json::json;
 
 use crate::{
-    auth::TokenError,
-    domain::FieldError,
-    store::{StoreError, UserError},
+    auth::{AuthError, LoginError},
+    domain::{FieldError, Role},
+    store::StoreError,
 };
 
 /// Everything a request can fail with, each mapped to one status and code.
@@ -20,14 +20,23 @@ pub enum ApiError {
     InvalidField(#[from] FieldError),
     #[error("{message}")]
     MalformedJson { message: String, field: Option<String> },
+    /// API Gateway's event for the request could not be turned into an HTTP request.
+    #[error("{0}")]
+    MalformedRequest(String),
     #[error("{0}")]
     InvalidQuery(String),
     #[error("an Authorization: Bearer token is required")]
     MissingToken,
-    #[error("the token is invalid or expired")]
-    InvalidToken(#[source] TokenError),
+    #[error("the token is invalid, expired or revoked")]
+    InvalidToken(#[source] AuthError),
+    #[error("this needs the {0} role, which the token does not carry")]
+    Forbidden(Role),
     #[error("the username or password is wrong, or the user is inactive")]
     InvalidCredentials,
+    #[error("the refresh token was already used; that login is revoked, log in again")]
+    RefreshReused,
+    #[error("too many failed logins for this username or from this client; try again in {} seconds", retry_after.as_secs())]
+    TooManyAttempts { retry_after: std::time::Duration },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("method not allowed for this path")]
@@ -49,10 +58,14 @@ impl ApiError {
         match self {
             ApiError::InvalidField(_) => (StatusCode::BAD_REQUEST, "invalid_field"),
             ApiError::MalformedJson { .. } => (StatusCode::BAD_REQUEST, "malformed_json"),
+            ApiError::MalformedRequest(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
             ApiError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
             ApiError::MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
             ApiError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            ApiError::RefreshReused => (StatusCode::UNAUTHORIZED, "refresh_token_reused"),
+            ApiError::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::IdempotencyConflict => (StatusCode::CONFLICT, "idempotency_conflict"),
@@ -93,16 +106,31 @@ impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         match error {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => ApiError::Unavailable(error.into()),
+            // A statement past statement_timeout: the database is too busy for it now.
+            error if crate::store::is_query_canceled(&error) => ApiError::Unavailable(error.into()),
             other => ApiError::Internal(other.into()),
         }
     }
 }
 
-impl From<UserError> for ApiError {
-    fn from(error: UserError) -> Self {
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
         match error {
-            UserError::Database(error) => error.into(),
-            other => ApiError::Internal(other.into()),
+            AuthError::Store(error) => error.into(),
+            refused => ApiError::InvalidToken(refused),
+        }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(error: LoginError) -> Self {
+        match error {
+            LoginError::InvalidCredentials => ApiError::InvalidCredentials,
+            LoginError::Locked { retry_after } => ApiError::TooManyAttempts { retry_after },
+            LoginError::Auth(error) => error.into(),
+            LoginError::RefreshReused => ApiError::RefreshReused,
+            LoginError::Store(error) => error.into(),
+            LoginError::PasswordCheck(error) => ApiError::Internal(error.into()),
         }
     }
 }
@@ -121,6 +149,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::TooManyAttempts { retry_after } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs()));
         }
         response
     }
@@ -160,6 +191,9 @@ mod tests {
     async fn statuses_follow_the_error_kind() {
         let cases = [
             (ApiError::MissingToken, StatusCode::UNAUTHORIZED, "missing_token"),
+            (ApiError::Forbidden(Role::Admin), StatusCode::FORBIDDEN, "forbidden"),
+            (LoginError::RefreshReused.into(), StatusCode::UNAUTHORIZED, "refresh_token_reused"),
+            (AuthError::Revoked.into(), StatusCode::UNAUTHORIZED, "invalid_token"),
             (ApiError::NotFound("event"), StatusCode::NOT_FOUND, "not_found"),
             (ApiError::MethodNotAllowed, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             (StoreError::IdempotencyConflict.into(), StatusCode::CONFLICT, "idempotency_conflict"),
@@ -173,6 +207,22 @@ mod tests {
             assert_eq!(status, expected_status);
             assert_eq!(body["error"]["code"], expected_code);
         }
+    }
+
+    #[tokio::test]
+    async fn a_locked_login_is_a_429_that_says_when_to_come_back() {
+        let locked = LoginError::Locked { retry_after: std::time::Duration::from_secs(42) };
+        let response = ApiError::from(locked).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "42");
+    }
+
+    #[tokio::test]
+    async fn a_statement_past_its_timeout_is_a_503_without_the_database_message() {
+        let (status, body) = render(crate::store::canceled_statement().await.into()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "unavailable");
+        assert!(!body.to_string().contains("statement timeout"), "{body}");
     }
 
     #[tokio::test]

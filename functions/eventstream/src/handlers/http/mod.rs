@@ -1,9 +1,12 @@
-//! The ingest function's REST API: an axum router served through `lambda_http`.
+//! The REST API: the ingest function's routes (events, health) and the login function's (tokens),
+//! axum routers served through `lambda_http`. Login is a function of its own so that a flood of
+//! logins, each an argon2 run, cannot take the instances that store events.
 
 mod error;
 mod events;
 pub(crate) mod extract;
 mod health;
+pub mod lambda;
 mod tokens;
 
 use std::sync::Arc;
@@ -21,11 +24,11 @@ use tower::{Service, ServiceBuilder};
 pub use error::ApiError;
 
 use crate::{
-    auth::TokenCodec,
+    auth::{Authenticator, Sessions, TokenCodec},
     bus::AmqpBus,
-    config::JwtConfig,
+    config::{JwtConfig, LoginThrottleConfig},
     intake::Intake,
-    store::{PgEventStore, PgUserStore},
+    store::{PgEventStore, PgSessionStore, PgUserStore},
 };
 
 /// Request bodies above this are refused with 413.
@@ -35,8 +38,7 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub events: PgEventStore,
-    pub users: PgUserStore,
-    pub tokens: Arc<TokenCodec>,
+    pub authenticator: Authenticator,
     pub intake: Intake,
 }
 
@@ -46,18 +48,49 @@ impl AppState {
         Self {
             intake: Intake::new(events.clone(), Arc::new(bus)),
             events,
-            users: PgUserStore::new(pool),
-            tokens: Arc::new(TokenCodec::new(jwt)),
+            authenticator: Authenticator::new(Arc::new(TokenCodec::new(jwt)), PgUserStore::new(pool)),
         }
     }
 }
 
-/// The routes, without the Lambda path handling; see [`service`].
+/// What the login function keeps between invocations.
+#[derive(Clone)]
+pub struct LoginState {
+    pub sessions: Sessions,
+}
+
+impl LoginState {
+    pub fn new(pool: PgPool, jwt: &JwtConfig, throttle: LoginThrottleConfig) -> Self {
+        let tokens = Arc::new(TokenCodec::new(jwt));
+        Self { sessions: Sessions::new(tokens, PgUserStore::new(pool.clone()), PgSessionStore::new(pool), throttle) }
+    }
+}
+
+/// The login function's routes, without the Lambda path handling; see [`login_service`].
+pub fn login_router(state: LoginState) -> Router {
+    Router::new()
+        .route("/api/token", post(tokens::obtain))
+        .route("/api/token/refresh", post(tokens::refresh))
+        .fallback(|| async { ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The service the login function serves.
+pub fn login_service(
+    state: LoginState,
+) -> impl Service<Request, Response = axum::response::Response, Error = std::convert::Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    lambda_service(login_router(state))
+}
+
+/// The ingest function's routes, without the Lambda path handling; see [`service`].
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/health", get(health::check))
-        .route("/api/token", post(tokens::obtain))
-        .route("/api/token/refresh", post(tokens::refresh))
         .route("/api/events", post(events::create).get(events::list))
         .route("/api/events/batch", post(events::create_batch))
         .route("/api/events/{id}", get(events::get))

@@ -1,11 +1,16 @@
 use axum::{Json, extract::State};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::{ApiError, AppState, extract::JsonBody};
-use crate::{
-    auth::{TokenKind, TokenPair, verify_password},
-    domain::FieldError,
+use super::{
+    ApiError, LoginState,
+    extract::{ClientAddress, JsonBody},
 };
+use crate::{auth::TokenPair, domain::FieldError};
+
+/// The longest username a login looks up: the users table allows 150 characters.
+const MAX_USERNAME_CHARS: usize = 150;
+/// argon2 hashes what it is given: a password over this is refused before it is hashed.
+const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// Body of `POST /api/token`.
 #[derive(Deserialize)]
@@ -22,44 +27,34 @@ pub struct RefreshRequest {
     refresh: Option<String>,
 }
 
-/// Answer of `POST /api/token/refresh`.
-#[derive(Serialize)]
-pub struct AccessToken {
-    access: String,
-}
-
-/// `POST /api/token`: a username and password for an access and a refresh token.
+/// `POST /api/token`: a username and password for an access and a refresh token. Failed logins
+/// lock the username and the client for a while (429 with `Retry-After`).
 pub async fn obtain(
-    State(state): State<AppState>,
+    State(state): State<LoginState>,
+    ClientAddress(client): ClientAddress,
     JsonBody(credentials): JsonBody<Credentials>,
 ) -> Result<Json<TokenPair>, ApiError> {
     let username = credentials.username.ok_or_else(|| FieldError::new("username", "is required"))?;
     let password = credentials.password.ok_or_else(|| FieldError::new("password", "is required"))?;
-    let user = state.users.find_by_username(&username).await?;
-    let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
-    let password_matches = tokio::task::spawn_blocking(move || verify_password(&password, stored_hash.as_deref()))
-        .await
-        .map_err(|error| ApiError::Internal(error.into()))?;
-    match user {
-        Some(user) if password_matches && user.is_active => {
-            tracing::info!(user_id = %user.id, "tokens issued");
-            Ok(Json(state.tokens.issue_pair(user.id, &user.username)))
-        }
-        _ => Err(ApiError::InvalidCredentials),
+    if username.is_empty() || username.chars().count() > MAX_USERNAME_CHARS || username.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            "username",
+            format!("must be 1 to {MAX_USERNAME_CHARS} characters without control characters"),
+        )
+        .into());
     }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(FieldError::new("password", format!("must be at most {MAX_PASSWORD_BYTES} bytes")).into());
+    }
+    Ok(Json(state.sessions.login(&username, password, &client).await?))
 }
 
-/// `POST /api/token/refresh`: a refresh token for a new access token, while the user is active.
+/// `POST /api/token/refresh`: a refresh token for a new pair. Each refresh token works once;
+/// presenting a used one again revokes the login it came from.
 pub async fn refresh(
-    State(state): State<AppState>,
+    State(state): State<LoginState>,
     JsonBody(request): JsonBody<RefreshRequest>,
-) -> Result<Json<AccessToken>, ApiError> {
+) -> Result<Json<TokenPair>, ApiError> {
     let token = request.refresh.ok_or_else(|| FieldError::new("refresh", "is required"))?;
-    let claims = state.tokens.verify(&token, TokenKind::Refresh).map_err(ApiError::InvalidToken)?;
-    match state.users.find_by_id(claims.sub).await? {
-        Some(user) if user.is_active => {
-            Ok(Json(AccessToken { access: state.tokens.issue(user.id, &user.username, TokenKind::Access) }))
-        }
-        _ => Err(ApiError::InvalidCredentials),
-    }
+    Ok(Json(state.sessions.refresh(&token).await?))
 }
