@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::{
     bus::{AmqpBus, EventMessage, Queue},
-    domain::{FieldError, NewEvent},
+    domain::{FieldError, NewEvent, reject_nul},
     store::{IdempotencyClaim, Insertion, PgEventStore, StoreError},
 };
 
@@ -59,6 +59,7 @@ pub fn idempotency_claim(
     operation: &str,
     events: &[NewEvent],
 ) -> Result<IdempotencyClaim, FieldError> {
+    reject_nul(field, key)?;
     if !(1..=MAX_IDEMPOTENCY_KEY_CHARS).contains(&key.len()) || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
     {
         return Err(FieldError::new(

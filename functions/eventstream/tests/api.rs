@@ -667,3 +667,127 @@ async fn a_database_failure_is_a_500_that_reveals_nothing(pool: PgPool) {
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(reply.body, json!({ "error": { "code": "internal", "message": "internal error", "field": null } }));
 }
+
+// ---------- hostile input ----------
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn nul_anywhere_a_direction_control_in_source_or_data_after_the_json_is_a_400_that_stores_nothing(pool: PgPool) {
+    let api = TestApi::new(pool);
+    let token = api.access_token(api.user("alice").await);
+    let event = |extra: Value| {
+        let mut body = event_json("t", "info");
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        Rest::post("/api/events").json(&body)
+    };
+    let cases: Vec<(&str, Rest, &str, Option<&str>)> = vec![
+        ("NUL in description", event(json!({ "description": "a\u{0}b" })), "invalid_field", Some("description")),
+        ("NUL in source", event(json!({ "source": "web\u{0}1" })), "invalid_field", Some("source")),
+        ("override in source", event(json!({ "source": "web\u{202E}1" })), "invalid_field", Some("source")),
+        ("isolate in source", event(json!({ "source": "\u{2067}web" })), "invalid_field", Some("source")),
+        ("control in source", event(json!({ "source": "web\u{1b}[2J" })), "invalid_field", Some("source")),
+        (
+            "NUL in an attribute key",
+            event(json!({ "attributes": { "k\u{0}": 1 } })),
+            "invalid_field",
+            Some("attributes"),
+        ),
+        (
+            "NUL deep in an attribute value",
+            event(json!({ "attributes": { "k": [{ "v": "x\u{0}" }] } })),
+            "invalid_field",
+            Some("attributes"),
+        ),
+        (
+            "NUL in a batch",
+            Rest::post("/api/events/batch").json(
+                &json!({ "events": [event_json("ok", "info"), { "title": "t", "status": "info", "source": "\u{0}" }] }),
+            ),
+            "invalid_field",
+            Some("events[1].source"),
+        ),
+        (
+            "text after the JSON",
+            Rest::post("/api/events").raw_body("application/json", r#"{"title": "t", "status": "info"} xyz"#),
+            "malformed_json",
+            None,
+        ),
+        (
+            "a second JSON value",
+            Rest::post("/api/events")
+                .raw_body("application/json", r#"{"title": "t", "status": "info"}{"title": "u", "status": "info"}"#),
+            "malformed_json",
+            None,
+        ),
+        (
+            "a batch with a stray bracket",
+            Rest::post("/api/events/batch")
+                .raw_body("application/json", r#"{"events": [{"title": "t", "status": "info"}]}]"#),
+            "malformed_json",
+            None,
+        ),
+        ("NUL in q", Rest::get("/api/events").query(&[("q", "disk\u{0}")]), "invalid_field", Some("q")),
+        (
+            "NUL in the source filter",
+            Rest::get("/api/events").query(&[("source", "\u{0}")]),
+            "invalid_field",
+            Some("source"),
+        ),
+    ];
+
+    for (case, request, code, field) in cases {
+        let reply = api.call(request.bearer(&token)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{case}: {:?}", reply.body);
+        assert_eq!(reply.error(), (code, field), "{case}: {:?}", reply.body);
+        assert!(reply.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{case}");
+    }
+    assert_eq!(api.event_count().await, 0);
+
+    let trailing_whitespace =
+        Rest::post("/api/events").raw_body("application/json", "{\"title\": \"t\", \"status\": \"info\"} \r\n\t");
+    assert_eq!(api.call(trailing_whitespace.bearer(&token)).await.status, StatusCode::CREATED);
+    let overridden_title = api.call(event(json!({ "title": "paid \u{202E}gpj.exe" })).bearer(&token)).await;
+    assert_eq!(overridden_title.status, StatusCode::CREATED, "titles are people's text; alert mail neutralises them");
+    assert_eq!(overridden_title.body["title"], "paid \u{202E}gpj.exe");
+    assert_eq!(api.event_count().await, 2);
+}
+
+/// `fixture` with header `name` set to `value`, replacing any spelling of it in either header map.
+fn with_header(fixture: &Value, name: &str, value: &str) -> Value {
+    let mut event = fixture.clone();
+    for (map, value) in [("headers", json!(value)), ("multiValueHeaders", json!([value]))] {
+        if let Some(headers) = event.get_mut(map).and_then(Value::as_object_mut) {
+            headers.retain(|key, _| !key.eq_ignore_ascii_case(name));
+            headers.insert(name.into(), value);
+        }
+    }
+    event
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_header_http_cannot_carry_gets_a_json_400_instead_of_an_invocation_error(pool: PgPool) {
+    let api = TestApi::new(pool);
+    let bearer = format!("Bearer {}", api.access_token(api.user("alice").await));
+    for (stored, fixture) in [REST_FIXTURE, HTTP_FIXTURE].into_iter().enumerate() {
+        let authorised = with_header(&serde_json::from_str(fixture).unwrap(), "Authorization", &bearer);
+        for (name, value) in [
+            ("X-Note", "a\u{1}b"),
+            ("X-Note", "a\r\nX-Injected: 1"),
+            ("X-Note", "a\u{0}b"),
+            ("Idempotency-Key", "key\u{0}"),
+            ("Host", "exa mple.com"),
+        ] {
+            let answer = api.invoke(&with_header(&authorised, name, value)).await;
+            let case = format!("{name}: {value:?} in {}", authorised["version"]);
+            assert_eq!(answer["statusCode"], 400, "{case}: {answer}");
+            assert_eq!(answer["headers"]["content-type"], "application/json", "{case}: {answer}");
+            let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+            assert_eq!(body["error"]["code"], "malformed_request", "{case}: {body}");
+            assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{case}");
+        }
+        assert_eq!(api.event_count().await, stored as i64);
+
+        let answer = api.invoke(&authorised).await;
+        assert_eq!(answer["statusCode"], 201, "the same event with clean headers: {answer}");
+    }
+    assert_eq!(api.event_count().await, 2);
+}

@@ -697,3 +697,91 @@ async fn the_rest_fixture_runs_its_named_operation(pool: PgPool) {
     assert_eq!(data["statusCounts"][3], json!({ "status": "ERROR", "count": 1 }));
     assert_eq!(data["pipeline"]["received"], 2);
 }
+
+// ---------- hostile input ----------
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn nul_in_any_text_input_is_bad_user_input_naming_the_field_and_stores_nothing(pool: PgPool) {
+    let api = TestGraphql::new(pool).await;
+    let create =
+        "mutation($input: CreateEventInput!, $key: String) { createEvent(input: $input, idempotencyKey: $key) { id } }";
+    let event = |extra: Value| {
+        let mut input = json!({ "title": "t", "status": "ERROR" });
+        input.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        json!({ "input": input })
+    };
+    let cases = [
+        (
+            "query($f: EventsFilter) { events(filter: $f) { totalCount } }",
+            json!({ "f": { "search": "disk\u{0}" } }),
+            "filter.search",
+        ),
+        (
+            "query($f: EventsFilter) { events(filter: $f) { totalCount } }",
+            json!({ "f": { "source": "\u{0}" } }),
+            "filter.source",
+        ),
+        ("query($s: String) { stats(source: $s) { total } }", json!({ "s": "web\u{0}1" }), "source"),
+        (create, event(json!({ "title": "a\u{0}b" })), "input.title"),
+        (create, event(json!({ "description": "a\u{0}b" })), "input.description"),
+        (create, event(json!({ "source": "web\u{0}1" })), "input.source"),
+        (create, event(json!({ "source": "web\u{202E}1" })), "input.source"),
+        (create, event(json!({ "attributes": { "k\u{0}": 1 } })), "input.attributes"),
+        (create, event(json!({ "attributes": { "k": ["x\u{0}"] } })), "input.attributes"),
+        (create, json!({ "input": { "title": "t", "status": "ERROR" }, "key": "key\u{0}" }), "idempotencyKey"),
+    ];
+    for (query, variables, field) in cases {
+        let reply = api.query(query, variables.clone()).await;
+        assert_eq!(reply.codes(), ["BAD_USER_INPUT"], "{variables}: {}", reply.body);
+        assert_eq!(reply.body["errors"][0]["extensions"]["field"], field, "{variables}: {}", reply.body);
+    }
+    assert_eq!(api.event_count().await, 0);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn data_after_the_json_body_is_a_400_that_runs_nothing(pool: PgPool) {
+    let api = TestGraphql::new(pool).await;
+    let token = api.token();
+    let request = r#"{"query": "mutation { createEvent(input: {title: \"t\", status: INFO}) { id } }"}"#;
+
+    for body in [format!("{request} xyz"), format!("{request}{request}")] {
+        let reply = api.send(Rest::post("/graphql").bearer(&token).raw_body("application/json", &body)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}: {}", reply.body);
+        assert_eq!(reply.codes(), ["BAD_REQUEST"], "{body}");
+    }
+    assert_eq!(api.event_count().await, 0);
+
+    let reply =
+        api.send(Rest::post("/graphql").bearer(&token).raw_body("application/json", &format!("{request}\n"))).await;
+    assert!(reply.data()["createEvent"]["id"].is_string(), "trailing whitespace is fine");
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_header_http_cannot_carry_gets_a_graphql_shaped_400_instead_of_an_invocation_error(pool: PgPool) {
+    use eventstream::handlers::{graphql::malformed_request, http::lambda::ApiGatewayService};
+    let api = TestGraphql::new(pool).await;
+    let mut fixture: Value = serde_json::from_str(include_str!("../../../events/graphql-query-rest.json")).unwrap();
+    let bearer = format!("Bearer {}", api.token());
+    fixture["headers"]["Authorization"] = json!(bearer);
+    fixture["multiValueHeaders"]["Authorization"] = json!([bearer]);
+    let invoke = |event: Value| {
+        let service = ApiGatewayService::new(lambda_service(router(api.state.clone())), malformed_request);
+        let payload = serde_json::value::to_raw_value(&event).unwrap();
+        async move {
+            let answer = service.oneshot(lambda_http::LambdaEvent::new(payload, lambda_http::Context::default())).await;
+            serde_json::to_value(answer.unwrap()).unwrap()
+        }
+    };
+
+    for value in ["a\u{1}b", "a\r\nX-Injected: 1", "a\u{0}b"] {
+        let mut event = fixture.clone();
+        event["headers"]["X-Note"] = json!(value);
+        event["multiValueHeaders"]["X-Note"] = json!([value]);
+        let answer = invoke(event).await;
+        assert_eq!(answer["statusCode"], 400, "{value:?}: {answer}");
+        assert_eq!(answer["headers"]["content-type"], "application/json", "{value:?}: {answer}");
+        let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_REQUEST", "{value:?}: {body}");
+    }
+    assert_eq!(invoke(fixture).await["statusCode"], 200, "the same event with clean headers");
+}

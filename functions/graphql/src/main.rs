@@ -3,12 +3,12 @@
 use eventstream::{
     config::ApiConfig,
     handlers::{
-        graphql::{GraphqlState, router},
-        http::lambda_service,
+        graphql::{GraphqlState, malformed_request, router},
+        http::{lambda::run_http, lambda_service},
     },
     store::lazy_pool,
 };
-use lambda_http::{Error, run, tracing};
+use lambda_http::{Error, tracing};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -16,5 +16,6 @@ async fn main() -> Result<(), Error> {
     // RabbitMQ too: createEvent hands new events to the pipeline, as ingest does.
     let config = ApiConfig::from_env()?;
     let pool = lazy_pool(&config.database)?;
-    run(lambda_service(router(GraphqlState::new(pool, &config.jwt, config.amqp.bus())))).await
+    let state = GraphqlState::new(pool, &config.jwt, config.amqp.bus());
+    run_http(lambda_service(router(state)), malformed_request).await
 }

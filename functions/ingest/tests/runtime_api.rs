@@ -175,3 +175,32 @@ fn a_missing_variable_stops_the_function_at_start_naming_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("JWT_SECRET is not set"), "{stderr}");
 }
+
+/// lambda_http alone fails the invocation on a header the `http` crate refuses, and API Gateway
+/// then answers 502 on every route, before any token is looked at.
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_control_character_in_a_header_is_answered_with_a_400_not_an_invocation_error(pool: PgPool) {
+    let mut processes = Processes(Vec::new());
+    let url = start(&pool, &mut processes);
+
+    for name in ["ingest-create-event-rest.json", "ingest-create-event-http.json"] {
+        for value in ["a\u{1}b", "a\r\nX-Injected: 1", "a\u{0}b"] {
+            let mut event = fixture(name);
+            event["headers"]["X-Note"] = json!(value);
+            if event.get("multiValueHeaders").is_some() {
+                event["multiValueHeaders"]["X-Note"] = json!([value]);
+            }
+            let (status, body) = invoke(&url, &event);
+            assert_eq!(
+                (status, &body["error"]["code"]),
+                (400, &json!("malformed_request")),
+                "{name} {value:?}: {body}"
+            );
+        }
+    }
+
+    let (status, refused) = invoke(&url, &fixture("ingest-create-event-rest.json"));
+    assert_eq!((status, &refused["error"]["code"]), (401, &json!("invalid_token")), "the function still serves");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.unwrap();
+    assert_eq!(stored, 0);
+}

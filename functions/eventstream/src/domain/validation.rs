@@ -48,6 +48,11 @@ impl EventInput {
 
         if let Some(source) = &self.source {
             check_text("source", source, 1, MAX_SOURCE_CHARS)?;
+            // A source names a system; it is matched exactly and shown in alert subjects, where a
+            // direction override would disguise which system failed.
+            if source.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+                return Err(FieldError::new("source", "must not contain control or text-direction characters"));
+            }
         }
 
         let attributes = match self.attributes {
@@ -62,10 +67,7 @@ impl EventInput {
                 format!("must be at most {MAX_ATTRIBUTES_BYTES} bytes of JSON, got {}", encoded.len()),
             ));
         }
-        // PostgreSQL's jsonb cannot hold U+0000 in any string, key or value.
-        if encoded.contains("\\u0000") {
-            return Err(FieldError::new("attributes", "must not contain NUL characters"));
-        }
+        reject_nul_in_json("attributes", &attributes)?;
 
         Ok(NewEvent { title, description, status, source: self.source, occurred_at: self.occurred_at, attributes })
     }
@@ -80,11 +82,42 @@ fn check_text(field: &str, value: &str, min_chars: usize, max_chars: usize) -> R
     if chars > max_chars {
         return Err(FieldError::new(field, format!("must be at most {max_chars} characters long, got {chars}")));
     }
-    // PostgreSQL text cannot hold U+0000.
-    if value.contains('\0') {
+    reject_nul(field, value)
+}
+
+/// Refuses text PostgreSQL cannot store: `text` and `jsonb` reject U+0000. Every text a request
+/// carries towards the database, whichever API it came through, is checked with this.
+pub fn reject_nul(field: &str, text: &str) -> Result<(), FieldError> {
+    if text.contains('\0') {
         return Err(FieldError::new(field, "must not contain NUL characters"));
     }
     Ok(())
+}
+
+/// Checks every key and string of `value`, however deep.
+fn reject_nul_in_json(field: &str, value: &serde_json::Value) -> Result<(), FieldError> {
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        match value {
+            serde_json::Value::String(text) => reject_nul(field, text)?,
+            serde_json::Value::Array(items) => pending.extend(items),
+            serde_json::Value::Object(entries) => {
+                for (key, value) in entries {
+                    reject_nul(field, key)?;
+                    pending.push(value);
+                }
+            }
+            serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether `c` changes the direction text is shown in: the embeddings and overrides
+/// (U+202A–U+202E), the isolates (U+2066–U+2069) and the marks (U+200E, U+200F, U+061C). Shown
+/// to a person they can make text read as something else.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 
 /// Validates a whole batch, all or nothing: the first invalid event rejects the batch.
@@ -183,6 +216,30 @@ mod tests {
     }
 
     #[test]
+    fn nul_deep_in_attributes_is_rejected_but_an_escaped_backslash_u0000_is_text() {
+        let mut event = input("t", "info");
+        event.attributes = Some(json!({ "a": [{ "b": ["ok", "x\u{0}"] }] }));
+        assert_eq!(
+            event.clone().validate().unwrap_err(),
+            FieldError::new("attributes", "must not contain NUL characters")
+        );
+        // Six characters, backslash first: its JSON holds `\\u0000`, which a search of the encoding mistook for NUL.
+        event.attributes = Some(json!({ "path": "C:\\u0000" }));
+        assert!(event.validate().is_ok());
+    }
+
+    #[test]
+    fn a_source_with_a_control_or_direction_character_is_rejected_and_a_title_keeps_them() {
+        for bad in ["web\u{202E}1", "web\u{2066}1", "web\u{200F}", "web\n1", "web\u{1b}[31m", "web\u{85}"] {
+            let mut event = input("t", "error");
+            event.source = Some(bad.into());
+            assert_eq!(event.validate().unwrap_err().field, "source", "{bad:?}");
+        }
+        let event = input("paid \u{202E}gpj.exe", "error").validate().unwrap();
+        assert_eq!(event.title, "paid \u{202E}gpj.exe", "titles are people's text: mail neutralises them instead");
+    }
+
+    #[test]
     fn a_batch_names_the_index_of_the_bad_event_and_its_size_bounds() {
         let error = validate_batch(vec![input("ok", "info"), input("bad", "nope")]).unwrap_err();
         assert_eq!(error.field, "events[1].status");
@@ -227,5 +284,72 @@ mod tests {
             prop_assert_eq!(event.source, source);
             prop_assert_eq!(&event.attributes[&key], &json!(value));
         }
+
+        #[test]
+        fn no_input_makes_validation_panic(
+            title in proptest::option::of("(?s).{0,250}"),
+            description in proptest::option::of("(?s).{0,50}"),
+            status in proptest::option::of("(?s).{0,10}"),
+            source in proptest::option::of("(?s).{0,120}"),
+            attributes in proptest::option::of(any_json()),
+        ) {
+            let _ = EventInput { title, description, status, source, attributes, occurred_at: None }.validate();
+        }
+
+        #[test]
+        fn text_with_nul_anywhere_is_rejected_naming_its_field(
+            before in "(?s).{0,40}",
+            after in "(?s).{0,40}",
+            field in prop::sample::select(vec!["title", "description", "source", "attributes key", "attributes value"]),
+        ) {
+            let text = format!("{before}\0{after}");
+            let mut event = input("t", "info");
+            match field {
+                "title" => event.title = Some(text),
+                "description" => event.description = Some(text),
+                "source" => event.source = Some(text),
+                "attributes key" => event.attributes = Some(json!({ text: 1 })),
+                _ => event.attributes = Some(json!({ "k": [text] })),
+            }
+            let error = event.validate().unwrap_err();
+            prop_assert_eq!(error.field, field.split(' ').next().unwrap());
+            prop_assert_eq!(error.message, "must not contain NUL characters");
+        }
+
+        #[test]
+        fn reject_nul_refuses_exactly_the_text_holding_nul(text in "(?s).{0,50}") {
+            prop_assert_eq!(reject_nul("q", &text).is_err(), text.contains('\0'));
+        }
+
+        #[test]
+        fn a_source_hiding_a_control_or_direction_character_is_rejected(
+            before in "[a-z0-9-]{0,40}",
+            after in "[a-z0-9-]{0,40}",
+            hidden in prop::sample::select(vec![
+                '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}',
+                '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}', '\u{1}', '\t', '\r', '\u{1b}', '\u{7f}', '\u{9b}',
+            ]),
+        ) {
+            let mut event = input("t", "info");
+            event.source = Some(format!("{before}{hidden}{after}"));
+            prop_assert_eq!(event.validate().unwrap_err().field, "source");
+        }
+    }
+
+    /// Any JSON value, a few levels deep, with strings that may hold any character.
+    fn any_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            "(?s).{0,20}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(serde_json::Value::from),
+                prop::collection::vec(("(?s).{0,20}", inner), 0..8)
+                    .prop_map(|entries| serde_json::Value::Object(entries.into_iter().collect())),
+            ]
+        })
     }
 }

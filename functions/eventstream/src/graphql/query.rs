@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     auth::Claims,
-    domain::{EventInput, PipelineState},
+    domain::{EventInput, PipelineState, reject_nul},
     intake::idempotency_claim,
     store::{Cursor, EventFilter},
 };
@@ -50,7 +50,7 @@ impl QueryRoot {
             .as_deref()
             .map(|text| Cursor::decode(text).map_err(|error| GqlError::bad_input("after", error.to_string())))
             .transpose()?;
-        let filter = EventFilter::from(filter.unwrap_or_default());
+        let filter = EventFilter::try_from(filter.unwrap_or_default())?;
         let mut events = services.events.list(&filter, cursor, i64::from(first) + 1).await?;
         let has_next_page = events.len() > first as usize;
         events.truncate(first as usize);
@@ -97,6 +97,9 @@ impl QueryRoot {
                     "the range holds about {buckets} buckets, more than {MAX_STATS_BUCKETS}; widen the bucket or narrow the range"
                 ),
             ));
+        }
+        if let Some(source) = &source {
+            reject_nul("source", source)?;
         }
         let rows = ctx.data_unchecked::<Services>().analytics.stats(since, until, width, source.as_deref()).await?;
         Ok(rows.into_iter().map(StatsBucket::from).collect())

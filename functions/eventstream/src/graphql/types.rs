@@ -224,16 +224,23 @@ pub struct EventsFilter {
     pub pipeline_states: Option<Vec<PipelineState>>,
 }
 
-impl From<EventsFilter> for EventFilter {
-    fn from(filter: EventsFilter) -> Self {
-        EventFilter {
+impl TryFrom<EventsFilter> for EventFilter {
+    type Error = GqlError;
+
+    fn try_from(filter: EventsFilter) -> Result<Self, GqlError> {
+        for (field, text) in [("filter.source", &filter.source), ("filter.search", &filter.search)] {
+            if let Some(text) = text {
+                domain::reject_nul(field, text)?;
+            }
+        }
+        Ok(EventFilter {
             statuses: filter.statuses.unwrap_or_default(),
             source: filter.source,
             since: filter.since,
             until: filter.until,
             text: filter.search.filter(|text| !text.is_empty()),
             pipeline_states: filter.pipeline_states.unwrap_or_default(),
-        }
+        })
     }
 }
 

@@ -121,6 +121,12 @@ async fn execute(
     Json(response).into_response()
 }
 
+/// The graphql function's [`Refusal`](super::http::lambda::Refusal): 400 `BAD_REQUEST`, shaped as
+/// a GraphQL response.
+pub fn malformed_request(message: &str) -> Response {
+    failure(StatusCode::BAD_REQUEST, code::BAD_REQUEST, message)
+}
+
 /// A request refused before it reached the schema, in the shape of a GraphQL response.
 fn failure(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });

@@ -1,18 +1,24 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::Email;
-use crate::{config::AlertConfig, domain::Event};
+use crate::{
+    config::AlertConfig,
+    domain::{Event, is_bidi_control},
+};
+
+/// What a hidden character is shown as: visible, and the same in every mail client.
+const MARKER: char = '\u{FFFD}';
 
 /// The email that tells people about an error event: everything needed to act on it, and a link to
 /// the event in the API.
 pub fn error_alert(event: &Event, alert: &AlertConfig) -> Email {
-    let source = event.source.as_deref().unwrap_or("(none)");
+    let source = event.source.as_deref().map_or_else(|| "(none)".to_string(), shown);
     let subject = match &event.source {
         Some(source) => format!("[EventStream] {} from {}: {}", event.status, one_line(source), one_line(&event.title)),
         None => format!("[EventStream] {}: {}", event.status, one_line(&event.title)),
     };
     let occurred_at = event.occurred_at.map_or_else(|| "(not given)".to_string(), timestamp);
-    let description = if event.description.is_empty() { "(none)" } else { &event.description };
+    let description = if event.description.is_empty() { "(none)".to_string() } else { shown(&event.description) };
     let text = format!(
         "EventStream received this {status} event.\n\
          \n\
@@ -28,7 +34,7 @@ pub fn error_alert(event: &Event, alert: &AlertConfig) -> Email {
          \n\
          The event in the API: {link}\n",
         status = event.status,
-        title = event.title,
+        title = shown(&event.title),
         received_at = timestamp(event.received_at),
         id = event.id,
         link = alert.event_link(event.id),
@@ -46,9 +52,23 @@ fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// A header must stay on one line whatever the event's text holds.
+/// Event text in the body: a direction control could make it read as something else, and other
+/// control characters (but line breaks and tabs) could drive a terminal; each becomes [`MARKER`].
+fn shown(text: &str) -> String {
+    text.chars()
+        .map(|c| if is_bidi_control(c) || (c.is_control() && !matches!(c, '\n' | '\r' | '\t')) { MARKER } else { c })
+        .collect()
+}
+
+/// Event text in the subject: one line, direction controls as [`MARKER`], other control characters
+/// dropped, whatever the event's text holds.
 fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    let visible: String = text
+        .chars()
+        .filter(|&c| !c.is_control() || c.is_whitespace())
+        .map(|c| if is_bidi_control(c) { MARKER } else { c })
+        .collect();
+    visible.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -119,5 +139,48 @@ mod tests {
         assert!(email.text.contains("Source:       (none)\n"), "{}", email.text);
         assert!(email.text.contains("Occurred at:  (not given)\n"), "{}", email.text);
         assert!(email.text.contains("Description:\n(none)\n"), "{}", email.text);
+    }
+
+    #[test]
+    fn direction_controls_are_shown_as_markers_and_cannot_disguise_the_subject() {
+        let mut event = event();
+        // Displayed, the override reverses the tail: "Payment failed for exe.txt" would read "...for txt.exe".
+        event.title = "Payment\u{202E} failed for exe.txt\u{202C} \u{2067}x\u{2069}\u{200E}\u{200F}\u{61C}".into();
+        event.description = "line 1\n\u{202D}line 2\u{202C}\tend".into();
+        event.source = Some("bill\u{2066}ing".into());
+
+        let email = error_alert(&event, &alert());
+
+        assert_eq!(
+            email.subject,
+            "[EventStream] error from bill\u{FFFD}ing: Payment\u{FFFD} failed for exe.txt\u{FFFD} \u{FFFD}x\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}"
+        );
+        assert!(
+            email.text.contains(
+                "Title:        Payment\u{FFFD} failed for exe.txt\u{FFFD} \u{FFFD}x\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\n"
+            ),
+            "{}",
+            email.text
+        );
+        assert!(email.text.contains("Source:       bill\u{FFFD}ing\n"), "{}", email.text);
+        assert!(email.text.contains("Description:\nline 1\n\u{FFFD}line 2\u{FFFD}\tend\n"), "{}", email.text);
+        for (what, text) in [("subject", &email.subject), ("body", &email.text)] {
+            assert!(!text.chars().any(is_bidi_control), "a direction control left in the {what}: {text:?}");
+        }
+    }
+
+    #[test]
+    fn other_control_characters_are_dropped_from_the_subject_and_marked_in_the_body() {
+        let mut event = event();
+        event.title = "Disk\u{1b}[2J full\u{7}\u{0}\u{7f}\u{9b}!".into();
+
+        let email = error_alert(&event, &alert());
+
+        assert_eq!(email.subject, "[EventStream] error from billing: Disk[2J full!");
+        assert!(
+            email.text.contains("Title:        Disk\u{FFFD}[2J full\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}!\n"),
+            "{}",
+            email.text
+        );
     }
 }

@@ -132,6 +132,18 @@ impl TestApi {
         self.call_event(&request.event).await
     }
 
+    /// Hands `event` to ingest as the Lambda runtime does in `run_http`, raw, and returns the proxy
+    /// response it answers API Gateway with.
+    pub async fn invoke(&self, event: &Value) -> Value {
+        use eventstream::handlers::http::lambda::{ApiGatewayService, malformed_request};
+        let payload = serde_json::value::to_raw_value(event).unwrap();
+        let answer = ApiGatewayService::new(service(self.state.clone()), malformed_request)
+            .oneshot(lambda_http::LambdaEvent::new(payload, lambda_http::Context::default()))
+            .await
+            .unwrap();
+        serde_json::to_value(answer).unwrap()
+    }
+
     pub async fn event_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&self.pool).await.unwrap()
     }

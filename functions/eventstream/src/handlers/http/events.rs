@@ -12,7 +12,7 @@ use super::{
     extract::{Authenticated, JsonBody},
 };
 use crate::{
-    domain::{Event, EventInput, FieldError, NewEvent, Status, validate_batch},
+    domain::{Event, EventInput, FieldError, NewEvent, Status, reject_nul, validate_batch},
     intake::idempotency_claim,
     store::{Cursor, EventFilter, IdempotencyClaim, Insertion},
 };
@@ -104,6 +104,11 @@ pub async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<EventList>, ApiError> {
     let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
+    for (field, text) in [("source", &query.source), ("q", &query.q)] {
+        if let Some(text) = text {
+            reject_nul(field, text)?;
+        }
+    }
     let filter = EventFilter {
         statuses: query
             .status

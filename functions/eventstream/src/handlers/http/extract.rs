@@ -30,11 +30,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         if bytes.is_empty() {
             return Err(ApiError::MalformedJson { message: "the request body is empty".into(), field: None });
         }
-        let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(deserializer).map(JsonBody).map_err(|error| {
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
             let path = error.path().to_string();
             ApiError::MalformedJson { message: error.into_inner().to_string(), field: (path != ".").then_some(path) }
-        })
+        })?;
+        // A second value or stray text after the first would otherwise be dropped without a word.
+        deserializer.end().map_err(|error| ApiError::MalformedJson { message: error.to_string(), field: None })?;
+        Ok(JsonBody(value))
     }
 }
 
