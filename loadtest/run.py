@@ -46,7 +46,8 @@ tokens: each simulated user signs in (POST /api/token), renews its access token 
 target and credentials, first found wins:
   URL       --url, $API_URL, API_URL in .local/stack.env (written by scripts/up)
   user      --username, $EVENTSTREAM_USERNAME, $DEMO_USERNAME, the demo user of .local/stack.env
-  password  --password, $EVENTSTREAM_PASSWORD, $DEMO_PASSWORD, the demo user of .local/stack.env
+  password  $EVENTSTREAM_PASSWORD, $DEMO_PASSWORD, the demo user of .local/stack.env (never an
+            argument: every user of the machine can read a command line)
   The rest of .local/stack.env (MAIL_API, AWS_ENDPOINT_URL, the function names) applies only when
   the URL is that stack's. Elsewhere: $MAIL_API for the mail check (skipped without it),
   $INGEST_FUNCTION, $GRAPHQL_FUNCTION, $DISPATCH_FUNCTION, $WARNING_HANDLER_FUNCTION and
@@ -116,8 +117,6 @@ def parse_args() -> argparse.Namespace:
     target = parser.add_argument_group("target")
     target.add_argument("--url", help="the API's base URL, without /api (default: see below)")
     target.add_argument("--username", help="user to sign in as (default: see below)")
-    target.add_argument("--password", help="that user's password; better in $EVENTSTREAM_PASSWORD, "
-                                           "which other users of this machine cannot see")
     target.add_argument("--stack-name", default="eventstream",
                         help="CloudFormation stack, for the default function names (default: %(default)s)")
 
@@ -181,7 +180,7 @@ class Target:
             return next((value for name in names for value in (os.environ.get(name), local.get(name)) if value), "")
 
         self.username = args.username or setting("EVENTSTREAM_USERNAME", "DEMO_USERNAME")
-        self.password = args.password or setting("EVENTSTREAM_PASSWORD", "DEMO_PASSWORD")
+        self.password = setting("EVENTSTREAM_PASSWORD", "DEMO_PASSWORD")
         if not (self.username and self.password):
             raise SystemExit("error: no credentials: pass --username and set EVENTSTREAM_PASSWORD")
         self.mail_api = setting("MAIL_API") or None

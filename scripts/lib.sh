@@ -132,6 +132,25 @@ ensure_maildev() {
     || fail "npm could not install maildev@$MAILDEV_VERSION"
 }
 
+# Secrets (.env, the demo password, the stack's settings, the deploy's parameters) are their owner's
+# alone and never on a command line, where any user of the machine reads them (/proc/*/cmdline).
+# Runs "${@:2}" with its output going to $1, written whole or not at all, readable by its owner only.
+write_private() (
+  umask 077
+  local file=$1 tmp
+  shift
+  tmp=$(mktemp "$file.XXXXXX")
+  if "$@" >"$tmp"; then mv -f "$tmp" "$file"; else rm -f "$tmp"; exit 1; fi
+)
+
+# Makes each of "$@" that exists readable by its owner only: files a checkout wrote before this rule.
+make_private() {
+  local file
+  for file in "$@"; do
+    if [ -d "$file" ]; then chmod 700 "$file"; elif [ -e "$file" ]; then chmod 600 "$file"; fi
+  done
+}
+
 # Runs "$@" in its own process group in the background, logging to .local/$name.log, unless the
 # process recorded in .local/$name.pid is still alive.
 start_background() {
