@@ -34,7 +34,7 @@ use clap::{Parser, ValueEnum};
 use eventstream::{
     MIGRATOR,
     bus::{AmqpBus, EventMessage, MAX_EVENTS_PER_MESSAGE, Queue, Topology, declare_topology},
-    config::{AlertConfig, DatabaseConfig, SmtpConfig, SmtpTls, env_lookup},
+    config::{AlertConfig, DEFAULT_STATEMENT_TIMEOUT, DatabaseConfig, SmtpConfig, SmtpTls, env_lookup},
     domain::{Event, NewEvent, Status},
     handlers::{
         dispatch::{DispatchRequest, DispatchState, SweepSettings, handle as dispatch},
@@ -649,7 +649,11 @@ async fn invoke_dispatch(
 }
 
 fn database(args: &Args) -> DatabaseConfig {
-    DatabaseConfig { url: SecretString::from(args.database_url.clone()), max_connections: POOL_CONNECTIONS }
+    DatabaseConfig {
+        url: SecretString::from(args.database_url.clone()),
+        max_connections: POOL_CONNECTIONS,
+        statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+    }
 }
 
 /// Calls of one kind: how many, what they carried, the time they took together, and when the

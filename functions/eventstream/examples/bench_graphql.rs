@@ -1,7 +1,8 @@
 //! Latency of the GraphQL analytics API over a large events table: seeds a benchmark database once,
 //! then runs each query through the real schema (`schema.execute`, the same stores, pool and SQL the
 //! graphql function uses) many times and prints p50, p95, p99 and max per query, with the
-//! PostgreSQL plan of the `stats` query for reference.
+//! PostgreSQL plan of the `stats` query for reference. Then the costliest queries the limits still
+//! accept, against a target of 1 s, and hostile queries the limits refuse, against a target of 20 ms.
 //!
 //! `scripts/bench-graphql --help` lists the options; BENCHMARKS.md holds the figures.
 
@@ -17,11 +18,14 @@ use chrono::{DateTime, SecondsFormat, SubsecRound, TimeDelta, Utc};
 use clap::Parser;
 use eventstream::{
     MIGRATOR,
-    auth::{Claims, TokenCodec, TokenKind},
+    auth::{Claims, TokenCodec, TokenKind, TokenSubject},
     bus::{AmqpBus, Topology},
-    config::{DatabaseConfig, JwtConfig},
-    domain::{NewEvent, Status},
-    graphql::{EventStreamSchema, Services},
+    config::{DEFAULT_STATEMENT_TIMEOUT, DatabaseConfig, JwtConfig},
+    domain::{NewEvent, Role, Status},
+    graphql::{
+        EventStreamSchema, MAX_ALIASES, MAX_DEPTH, MAX_FRAGMENTS, MAX_OPERATIONS, MAX_PAGE_SIZE, MAX_QUERY_BYTES,
+        MAX_STATS_BUCKETS, MAX_TOKENS, Services, code,
+    },
     intake::Intake,
     store::{Cursor, PgAnalyticsStore, PgEventStore, lazy_pool},
 };
@@ -38,6 +42,12 @@ use uuid::Uuid;
 /// unless the table already holds exactly that seed. Then runs each query through the real schema,
 /// one at a time on a pool of 2 connections as the graphql function has, and prints its latency:
 /// `schema.execute` plus serialising the response to JSON, as the function does before answering.
+///
+/// Then the costliest queries the limits accept (every aggregate once over the widest range, 500-event
+/// pages with every field, searches that read every event), each `--costly-iterations` times, against
+/// a target of 1 s; and hostile queries (a fragment bomb, a document over 16 KiB, aliased aggregates,
+/// ...), each `--iterations` times, against a target of 20 ms to be refused. The schema's pool has the
+/// graphql function's defaults, its statement timeout included; seeding has none.
 ///
 /// The time windows end when the events were seeded, so a rerun days later asks the same questions.
 /// Seeding empties the events table and the tables that refer to it: the database's name must
@@ -69,6 +79,10 @@ struct Args {
     /// Timed runs of each query.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     iterations: u32,
+
+    /// Timed runs of each of the costliest queries the limits accept; two untimed runs come first.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    costly_iterations: u32,
 
     /// Untimed runs of each query first (warm caches, prepared statements, plan choice).
     #[arg(long, default_value_t = 20)]
@@ -177,9 +191,34 @@ const STATS_SQL: &str = r#"
 "#;
 const ANALYTICS_SOURCE: &str = include_str!("../src/store/analytics.rs");
 
+/// The slowest an accepted query may answer (p99), and the slowest a hostile one may be refused.
+const ACCEPTED_TARGET: Duration = Duration::from_secs(1);
+const REFUSAL_TARGET: Duration = Duration::from_millis(20);
+/// Untimed runs of each costliest query: each reads every event, so a few warm the caches.
+const COSTLY_WARMUP: u32 = 2;
+
 const STATS_FIELDS: &str = "start success info warning error total";
 const EVENT_PAGE_FIELDS: &str =
     "edges { cursor node { id title status source receivedAt pipelineState } } pageInfo { hasNextPage endCursor }";
+
+/// Every field of an event, its history included: what a page may cost at most per event.
+const EVERY_EVENT_FIELD: &str = "id title description status source occurredAt receivedAt attributes pipelineState \
+    pipelineUpdatedAt postedBy routing { handler ruleId routedAt } processing { handler processedAt } \
+    notifications { channel recipients state attempts lastError createdAt sentAt }";
+const EVERY_PIPELINE_FIELD: &str = "states { state count } received dispatched processed \
+    oldestUndispatchedAgeSeconds emailsSent emailsFailed emailsPending deadLetters";
+/// Too short for the trigram index and found in no seeded event: a page searching for it reads every
+/// event and returns none.
+const SHORT_SEARCHES: [&str; 3] = ["zq", "zx", "qz"];
+/// In the title of 70% of the seeded events (every success).
+const COMMON_SEARCH: &str = "finished";
+
+/// A query the limits must refuse, and the code they must refuse it with.
+struct Refusal {
+    name: String,
+    query: String,
+    code: &'static str,
+}
 
 /// One query as a client sends it, and how to describe its answer in a few words.
 struct Case {
@@ -227,12 +266,19 @@ async fn main() -> anyhow::Result<()> {
         Postgres::create_database(&args.database_url).await.with_context(|| format!("creating {database}"))?;
         println!("created database {database}");
     }
-    let pool = lazy_pool(&DatabaseConfig { url: SecretString::from(args.database_url.clone()), max_connections: 2 })?;
-    MIGRATOR.run(&pool).await.context("applying the migrations")?;
+    let database = |statement_timeout| DatabaseConfig {
+        url: SecretString::from(args.database_url.clone()),
+        max_connections: 2,
+        statement_timeout,
+    };
+    // Seeding and its index builds take minutes; the schema gets the graphql function's pool.
+    let admin = lazy_pool(&database(Duration::ZERO))?;
+    let pool = lazy_pool(&database(DEFAULT_STATEMENT_TIMEOUT))?;
+    MIGRATOR.run(&admin).await.context("applying the migrations")?;
     print_server(&pool).await?;
 
-    let user = bench_user(&pool).await?;
-    let until = ensure_seed(&pool, &args, user).await?;
+    let user = bench_user(&admin).await?;
+    let until = ensure_seed(&admin, &args, user).await?;
     let since_all = until - TimeDelta::days(args.days);
     println!(
         "data: {} events over {} days from {} sources, seeded at {}; the queries' windows end there",
@@ -254,24 +300,84 @@ async fn main() -> anyhow::Result<()> {
 
     let selected = |name: &str| args.only.as_deref().is_none_or(|only| name.contains(only));
     let deep_offset = args.deep_offset.min(args.events - 1);
-    let deep_cursor = deep_cursor(&pool, deep_offset).await?;
+    let deep_cursor = deep_cursor(&admin, deep_offset).await?;
     let cases: Vec<Case> =
         cases(until, since_all, &deep_cursor, deep_offset).into_iter().filter(|case| selected(&case.name)).collect();
 
-    println!(
-        "\nGraphQL queries: {} warm-up then {} timed runs each, one at a time; schema.execute + JSON\n",
-        args.warmup, args.iterations
-    );
-    println!("{:<40} {:>5} {:>9} {:>9} {:>9} {:>9}  answer", "query", "n", "p50 ms", "p95 ms", "p99 ms", "max ms");
+    if !cases.is_empty() {
+        println!(
+            "\nGraphQL queries: {} warm-up then {} timed runs each, one at a time; schema.execute + JSON\n",
+            args.warmup, args.iterations
+        );
+        print_header();
+    }
     for case in &cases {
-        let (timings, answer) = run_case(&schema, &services, &claims, case, args.warmup, args.iterations).await?;
-        print_row(&case.name, &timings, &(case.describe)(&answer));
+        let (timings, answer, timeouts) =
+            run_case(&schema, &services, &claims, case, args.warmup, args.iterations).await?;
+        print_row(&case.name, &timings, &with_timeouts((case.describe)(&answer), timeouts));
+    }
+
+    let costly: Vec<Case> = costliest_cases(until).into_iter().filter(|case| selected(&case.name)).collect();
+    if !costly.is_empty() {
+        println!(
+            "\nThe costliest queries the limits accept: {COSTLY_WARMUP} warm-up then {} timed runs each; \
+             target p99 <= {} ms\n",
+            args.costly_iterations,
+            ACCEPTED_TARGET.as_millis()
+        );
+        print_header();
+        let mut worst: Option<(&str, Duration)> = None;
+        for case in &costly {
+            let (timings, answer, timeouts) =
+                run_case(&schema, &services, &claims, case, COSTLY_WARMUP, args.costly_iterations).await?;
+            print_row(&case.name, &timings, &with_timeouts((case.describe)(&answer), timeouts));
+            let p99 = timings.percentile(99.0);
+            if worst.is_none_or(|(_, slowest)| p99 > slowest) {
+                worst = Some((&case.name, p99));
+            }
+        }
+        if let Some((name, p99)) = worst {
+            println!(
+                "worst accepted: {name}, p99 {:.2} ms; target <= {} ms: {}",
+                millis(p99),
+                ACCEPTED_TARGET.as_millis(),
+                verdict(p99 <= ACCEPTED_TARGET)
+            );
+        }
+    }
+
+    let refusals: Vec<Refusal> = refusals().into_iter().filter(|refusal| selected(&refusal.name)).collect();
+    if !refusals.is_empty() {
+        println!(
+            "\nHostile queries, each refused: {} warm-up then {} timed runs each; target p99 < {} ms\n",
+            args.warmup,
+            args.iterations,
+            REFUSAL_TARGET.as_millis()
+        );
+        print_header();
+        let mut met = true;
+        for refusal in &refusals {
+            let timings = run_refusal(&schema, &services, &claims, refusal, args.warmup, args.iterations).await?;
+            let p99 = timings.percentile(99.0);
+            met &= p99 < REFUSAL_TARGET;
+            print_row(
+                &refusal.name,
+                &timings,
+                &format!(
+                    "{}, target < {} ms: {}",
+                    refusal.code,
+                    REFUSAL_TARGET.as_millis(),
+                    verdict(p99 < REFUSAL_TARGET)
+                ),
+            );
+        }
+        println!("every refusal under {} ms at p99: {}", REFUSAL_TARGET.as_millis(), verdict(met));
     }
 
     let insert = format!("insert {} events (ingest statement)", args.insert_batch);
     if args.insert_iterations > 0 && selected(&insert) {
         println!();
-        let timings = time_inserts(&pool, &events, user, args.insert_batch, args.insert_iterations).await?;
+        let timings = time_inserts(&admin, &events, user, args.insert_batch, args.insert_iterations).await?;
         print_row(&insert, &timings, "rows deleted after");
     }
 
@@ -371,6 +477,161 @@ fn cases(until: DateTime<Utc>, since_all: DateTime<Utc>, deep_cursor: &str, deep
     ]
 }
 
+/// The most a request can make the database do within the limits: every rationed field at its cap,
+/// over the widest range each accepts, and pages that read every event.
+fn costliest_cases(until: DateTime<Utc>) -> Vec<Case> {
+    // `stats` refuses a range of more than MAX_STATS_BUCKETS buckets, counting one at each end.
+    let widest = |bucket: TimeDelta| rfc3339(until - bucket * (MAX_STATS_BUCKETS as i32 - 2));
+    let aggregates = format!(
+        "stats(since: \"{}\", until: \"{}\", bucket: DAY) {{ {STATS_FIELDS} }} statusCounts {{ status count }} \
+         topSources(limit: 100) {{ source count }} pipeline {{ {EVERY_PIPELINE_FIELD} }}",
+        widest(TimeDelta::days(1)),
+        rfc3339(until)
+    );
+    let [a, b, c] = SHORT_SEARCHES;
+    let searches = format!(
+        "a: events(first: {MAX_PAGE_SIZE}, filter: {{ search: \"{a}\" }}) {{ totalCount nodes {{ id }} }} \
+         b: events(first: {MAX_PAGE_SIZE}, filter: {{ search: \"{b}\" }}) {{ nodes {{ id }} }} \
+         c: events(first: {MAX_PAGE_SIZE}, filter: {{ search: \"{c}\" }}) {{ nodes {{ id }} }}"
+    );
+    let case =
+        |name: &str, query: String| Case { name: name.into(), query, variables: json!({}), describe: describe_fields };
+    vec![
+        case("every aggregate once, widest ranges", format!("{{ {aggregates} }}")),
+        case(
+            "500 events, every field, + totalCount",
+            format!(
+                "{{ events(first: {MAX_PAGE_SIZE}) {{ totalCount edges {{ cursor node {{ {EVERY_EVENT_FIELD} }} }} \
+                 pageInfo {{ hasNextPage endCursor }} }} }}"
+            ),
+        ),
+        case("totalCount of every event", "{ events(first: 1) { totalCount } }".into()),
+        case(
+            "stats by MINUTE, 10,000 buckets",
+            format!(
+                "{{ stats(since: \"{}\", until: \"{}\", bucket: MINUTE) {{ {STATS_FIELDS} }} }}",
+                widest(TimeDelta::minutes(1)),
+                rfc3339(until)
+            ),
+        ),
+        case(
+            "search in 70% of events, 500 + totalCount",
+            format!(
+                "{{ events(first: {MAX_PAGE_SIZE}, filter: {{ search: \"{COMMON_SEARCH}\" }}) {{ totalCount nodes {{ id }} }} }}"
+            ),
+        ),
+        case("3 pages of 2-letter searches + totalCount", format!("{{ {searches} }}")),
+        case("all of it: every aggregate + the 3 searches", format!("{{ {aggregates} {searches} }}")),
+    ]
+}
+
+/// Hostile queries, each with the code it must be refused with.
+fn refusals() -> Vec<Refusal> {
+    // `count` fragments, each spreading the next `fan_out` times.
+    let fan_out = |count: usize, fan_out: usize, innermost: &str| {
+        let mut query = String::from("{ ...F0 }");
+        for i in 0..count {
+            let body = if i + 1 == count { innermost.to_string() } else { format!("...F{} ", i + 1).repeat(fan_out) };
+            query.push_str(&format!(" fragment F{i} on Query {{ {body} }}"));
+        }
+        query
+    };
+    let fields = |count: usize| format!("{{ {}}}", "a ".repeat(count));
+    let aliased = |count: usize, selection: &str| (0..count).map(|i| format!("a{i}: {selection} ")).collect::<String>();
+    let create = "createEvent(input: { title: \"Disk full\", status: ERROR }) { id }";
+    let deep_levels = MAX_DEPTH / 2 + 1;
+    let deep = (0..deep_levels).fold("id".to_string(), |inner, _| format!("events {{ nodes {{ {inner} }} }}"));
+    let refusal = |name: String, query: String, code: &'static str| Refusal { name, query, code };
+    vec![
+        refusal(
+            format!("fragment bomb: 3^{} spreads", MAX_FRAGMENTS - 1),
+            fan_out(MAX_FRAGMENTS, 3, "pipeline { received }"),
+            code::QUERY_TOO_COMPLEX,
+        ),
+        refusal("fragment bomb: 10^9 spreads, no field".into(), fan_out(10, 10, "...Missing"), code::QUERY_TOO_COMPLEX),
+        refusal(
+            format!("document of {} bytes", MAX_QUERY_BYTES + 1),
+            format!(
+                "{{ pipeline {{ received }} }}{}",
+                " ".repeat(MAX_QUERY_BYTES + 1 - "{ pipeline { received } }".len())
+            ),
+            code::QUERY_TOO_LARGE,
+        ),
+        refusal(
+            format!("{} fields in {} bytes", (MAX_QUERY_BYTES - 3) / 2, MAX_QUERY_BYTES - 1),
+            fields(MAX_QUERY_BYTES / 2 - 2),
+            code::QUERY_TOO_LARGE,
+        ),
+        refusal(
+            format!("{} unknown fields (parsed, validated)", MAX_TOKENS - 2),
+            fields(MAX_TOKENS - 2),
+            code::GRAPHQL_VALIDATION_FAILED,
+        ),
+        refusal(
+            "200 aliases of pipeline".into(),
+            format!("{{ {} }}", aliased(200, "pipeline { received }")),
+            code::QUERY_TOO_COMPLEX,
+        ),
+        refusal("stats aliased twice".into(), format!("{{ {} }}", aliased(2, "stats { total }")), code::FIELD_REPEATED),
+        refusal(
+            "every aggregate twice, by fragment".into(),
+            "{ ...A ...A } fragment A on Query { stats { total } statusCounts { count } \
+             topSources { count } pipeline { received } }"
+                .into(),
+            code::FIELD_REPEATED,
+        ),
+        refusal(
+            "totalCount in 2 pages".into(),
+            format!("{{ {} }}", aliased(2, "events(first: 1) { totalCount }")),
+            code::FIELD_REPEATED,
+        ),
+        refusal(
+            format!("createEvent aliased {MAX_ALIASES} times"),
+            format!("mutation {{ {} }}", aliased(MAX_ALIASES, create)),
+            code::FIELD_REPEATED,
+        ),
+        refusal(format!("{} levels deep", 2 * deep_levels + 1), format!("{{ {deep} }}"), code::QUERY_TOO_DEEP),
+        refusal(
+            "events(first: 100000)".into(),
+            "{ events(first: 100000) { nodes { id } } }".into(),
+            code::PAGE_TOO_LARGE,
+        ),
+        refusal(
+            format!("{} operations", MAX_OPERATIONS + 1),
+            (0..=MAX_OPERATIONS).map(|i| format!("query Q{i} {{ pipeline {{ received }} }} ")).collect(),
+            code::QUERY_TOO_COMPLEX,
+        ),
+        refusal(
+            "fragment cycle".into(),
+            "{ ...A } fragment A on Query { ...B } fragment B on Query { pipeline { received } ...A }".into(),
+            code::GRAPHQL_VALIDATION_FAILED,
+        ),
+    ]
+}
+
+/// Each top-level field of the answer in a few words: rows, or a page's events of its total.
+fn describe_fields(data: &Value) -> String {
+    let Some(fields) = data.as_object() else { return String::new() };
+    fields
+        .iter()
+        .map(|(name, value)| match value {
+            Value::Array(rows) => format!("{name} {}", rows.len()),
+            Value::Object(page) if page.contains_key("nodes") || page.contains_key("edges") => {
+                let events = page.get("nodes").or_else(|| page.get("edges")).map_or(0, len);
+                match page.get("totalCount").and_then(Value::as_i64) {
+                    Some(total) => format!("{name} {events} of {}", thousands(total)),
+                    None => format!("{name} {events}"),
+                }
+            }
+            Value::Object(page) if page.contains_key("totalCount") => {
+                format!("{name} total {}", thousands(page["totalCount"].as_i64().unwrap_or(0)))
+            }
+            _ => name.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn describe_stats(data: &Value) -> String {
     format!("{} buckets, {} events", len(&data["stats"]), sum(&data["stats"], "total"))
 }
@@ -399,9 +660,10 @@ async fn run_case(
     case: &Case,
     warmup: u32,
     iterations: u32,
-) -> anyhow::Result<(Timings, Value)> {
+) -> anyhow::Result<(Timings, Value, u32)> {
     let variables = Variables::from_json(case.variables.clone());
     let mut samples = Vec::with_capacity(iterations as usize);
+    let mut timeouts = 0;
     let mut body = Vec::new();
     for run in 0..warmup + iterations {
         let request = services.request(Request::new(case.query.as_str()).variables(variables.clone()), claims.clone());
@@ -409,15 +671,61 @@ async fn run_case(
         let response = schema.execute(request).await;
         body = serde_json::to_vec(&response)?;
         let elapsed = started.elapsed();
-        if !response.errors.is_empty() {
+        // A statement canceled by the pool's statement_timeout is a figure to report, not a failure.
+        let timed_out = |error: &async_graphql::ServerError| {
+            error.extensions.as_ref().and_then(|extensions| extensions.get("code"))
+                == Some(&async_graphql::Value::from(code::TIMEOUT))
+        };
+        if !response.errors.iter().all(timed_out) {
             bail!("{} failed: {}", case.name, String::from_utf8_lossy(&body));
         }
         if run >= warmup {
             samples.push(elapsed);
+            timeouts += u32::from(!response.errors.is_empty());
         }
     }
     let answer: Value = serde_json::from_slice(&body)?;
-    Ok((Timings::new(samples), answer["data"].clone()))
+    Ok((Timings::new(samples), answer["data"].clone(), timeouts))
+}
+
+/// The answer in a few words, and how many runs the statement timeout cut short.
+fn with_timeouts(answer: String, timeouts: u32) -> String {
+    if timeouts == 0 { answer } else { format!("{answer}; TIMEOUT in {timeouts} runs") }
+}
+
+/// Times a query the limits must refuse; fails when it is answered, or refused with another code.
+async fn run_refusal(
+    schema: &EventStreamSchema,
+    services: &Services,
+    claims: &Claims,
+    refusal: &Refusal,
+    warmup: u32,
+    iterations: u32,
+) -> anyhow::Result<Timings> {
+    let mut samples = Vec::with_capacity(iterations as usize);
+    for run in 0..warmup + iterations {
+        let request = services.request(Request::new(refusal.query.as_str()), claims.clone());
+        let started = Instant::now();
+        let response = schema.execute(request).await;
+        let body = serde_json::to_vec(&response)?;
+        let elapsed = started.elapsed();
+        let answer: Value = serde_json::from_slice(&body)?;
+        let codes: Vec<&str> = answer["errors"]
+            .as_array()
+            .map(|errors| errors.iter().filter_map(|error| error["extensions"]["code"].as_str()).collect())
+            .unwrap_or_default();
+        ensure!(
+            !codes.is_empty() && codes.iter().all(|code| *code == refusal.code) && answer["data"].is_null(),
+            "{} was not refused with {}: {}",
+            refusal.name,
+            refusal.code,
+            String::from_utf8_lossy(&body)
+        );
+        if run >= warmup {
+            samples.push(elapsed);
+        }
+    }
+    Ok(Timings::new(samples))
 }
 
 /// Times the ingest path's insert (`PgEventStore::insert`, one statement per batch, every index
@@ -456,17 +764,28 @@ async fn time_inserts(
     Ok(Timings::new(samples))
 }
 
+fn print_header() {
+    println!("{:<48} {:>5} {:>9} {:>9} {:>9} {:>9}  answer", "query", "n", "p50 ms", "p95 ms", "p99 ms", "max ms");
+}
+
 fn print_row(name: &str, timings: &Timings, answer: &str) {
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "{:<40} {:>5} {:>9.2} {:>9.2} {:>9.2} {:>9.2}  {answer}",
+        "{:<48} {:>5} {:>9.2} {:>9.2} {:>9.2} {:>9.2}  {answer}",
         name,
         timings.sorted.len(),
-        ms(timings.percentile(50.0)),
-        ms(timings.percentile(95.0)),
-        ms(timings.percentile(99.0)),
-        ms(timings.max()),
+        millis(timings.percentile(50.0)),
+        millis(timings.percentile(95.0)),
+        millis(timings.percentile(99.0)),
+        millis(timings.max()),
     );
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
 }
 
 /// The user the seed's events belong to, created when missing.
@@ -491,7 +810,8 @@ fn bench_claims(user: Uuid) -> anyhow::Result<Claims> {
         access_ttl: Duration::from_secs(3_600),
         refresh_ttl: Duration::from_secs(86_400),
     });
-    Ok(tokens.verify(&tokens.issue(user, BENCH_USER, TokenKind::Access), TokenKind::Access)?)
+    let subject = TokenSubject { user_id: user, username: BENCH_USER, roles: &Role::ALL, token_version: 1 };
+    Ok(tokens.verify(&tokens.issue(subject, TokenKind::Access, Uuid::now_v7()), TokenKind::Access)?)
 }
 
 /// Seeds the events table unless it already holds this seed; returns when it was seeded, the end of
@@ -678,17 +998,20 @@ fn print_machine() {
 async fn print_server(pool: &PgPool) -> anyhow::Result<()> {
     let row = sqlx::query(
         "SELECT current_setting('server_version'), current_setting('shared_buffers'), current_setting('work_mem'),
-                current_setting('max_parallel_workers_per_gather'), current_setting('jit')",
+                current_setting('max_parallel_workers_per_gather'), current_setting('jit'),
+                current_setting('statement_timeout')",
     )
     .fetch_one(pool)
     .await?;
     println!(
-        "PostgreSQL {}: shared_buffers {}, work_mem {}, max_parallel_workers_per_gather {}, jit {}",
+        "PostgreSQL {}: shared_buffers {}, work_mem {}, max_parallel_workers_per_gather {}, jit {}; \
+         the schema's pool: statement_timeout {}",
         row.get::<String, _>(0),
         row.get::<String, _>(1),
         row.get::<String, _>(2),
         row.get::<String, _>(3),
         row.get::<String, _>(4),
+        row.get::<String, _>(5),
     );
     Ok(())
 }

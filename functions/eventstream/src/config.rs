@@ -7,6 +7,9 @@ use std::{str::FromStr, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
 
+/// How long a statement may run when DATABASE_STATEMENT_TIMEOUT_MS is not set: far longer than any
+/// query the API serves takes, far shorter than a function's timeout.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The shortest HS256 signing key accepted: RFC 7518 asks for a key at least as long as the hash.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
@@ -32,6 +35,8 @@ pub struct DatabaseConfig {
     pub url: SecretString,
     /// Kept small: every concurrent Lambda instance opens its own pool.
     pub max_connections: u32,
+    /// PostgreSQL cancels any statement that runs longer; zero turns the limit off.
+    pub statement_timeout: Duration,
 }
 
 /// How tokens are signed and how long they live.
@@ -96,6 +101,11 @@ impl DatabaseConfig {
         Ok(Self {
             url: SecretString::from(required(lookup, "DATABASE_URL")?),
             max_connections: optional(lookup, "DATABASE_MAX_CONNECTIONS", 2)?,
+            statement_timeout: Duration::from_millis(optional(
+                lookup,
+                "DATABASE_STATEMENT_TIMEOUT_MS",
+                DEFAULT_STATEMENT_TIMEOUT.as_millis() as u64,
+            )?),
         })
     }
 }
@@ -371,6 +381,7 @@ mod tests {
         assert_eq!(config.amqp.queue_prefix, "");
         assert_eq!(config.amqp.timeout, Duration::from_secs(3));
         assert_eq!(config.database.max_connections, 2);
+        assert_eq!(config.database.statement_timeout, DEFAULT_STATEMENT_TIMEOUT);
         assert_eq!(config.jwt.access_ttl, Duration::from_secs(300));
         assert_eq!(config.jwt.refresh_ttl, Duration::from_secs(86_400));
         assert_eq!(config.jwt.issuer, "eventstream");
@@ -411,6 +422,22 @@ mod tests {
         ])
         .unwrap_err();
         assert!(error.to_string().contains("JWT_REFRESH_TTL_SECONDS"), "{error}");
+    }
+
+    #[test]
+    fn the_statement_timeout_is_read_in_milliseconds_and_zero_turns_it_off() {
+        let database = |timeout: &str| {
+            let vars: HashMap<&str, &str> =
+                [("DATABASE_URL", "postgres://x"), ("DATABASE_STATEMENT_TIMEOUT_MS", timeout)].into_iter().collect();
+            DatabaseConfig::from_lookup(&|name| vars.get(name).map(|v| v.to_string()))
+        };
+        assert_eq!(database("250").unwrap().statement_timeout, Duration::from_millis(250));
+        assert_eq!(database("0").unwrap().statement_timeout, Duration::ZERO);
+        let error = database("5s").unwrap_err();
+        assert!(
+            error.to_string().starts_with("environment variable DATABASE_STATEMENT_TIMEOUT_MS is invalid"),
+            "{error}"
+        );
     }
 
     fn error_handler_config_from(pairs: &[(&str, &str)]) -> Result<ErrorHandlerConfig, ConfigError> {

@@ -14,11 +14,14 @@ pub mod code {
     pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
     pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
     pub const QUERY_TOO_DEEP: &str = "QUERY_TOO_DEEP";
+    pub const QUERY_TOO_LARGE: &str = "QUERY_TOO_LARGE";
     pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
+    pub const FIELD_REPEATED: &str = "FIELD_REPEATED";
     pub const PAGE_TOO_LARGE: &str = "PAGE_TOO_LARGE";
     pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
     pub const IDEMPOTENCY_CONFLICT: &str = "IDEMPOTENCY_CONFLICT";
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
+    pub const TIMEOUT: &str = "TIMEOUT";
     pub const INTERNAL: &str = "INTERNAL";
 }
 
@@ -58,6 +61,10 @@ impl From<&StoreError> for GqlError {
             StoreError::IdempotencyConflict => {
                 Self::new(code::IDEMPOTENCY_CONFLICT, "this idempotency key was already used with a different request")
             }
+            StoreError::Database(database) if crate::store::is_query_canceled(database) => {
+                tracing::warn!(error = ?error, "statement canceled");
+                Self::new(code::TIMEOUT, "the query ran longer than the API allows; narrow its range or ask for less")
+            }
             StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
                 tracing::error!(error = ?error, "database unavailable");
                 Self::new(code::UNAVAILABLE, "a service the API depends on is unavailable, try again")
@@ -91,5 +98,17 @@ impl From<GqlError> for async_graphql::Error {
                 extensions.set("field", field.as_str());
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_statement_past_its_timeout_is_a_timeout_without_the_database_message() {
+        let error = GqlError::from(StoreError::from(crate::store::canceled_statement().await));
+        assert_eq!(error.code(), code::TIMEOUT);
+        assert!(!error.message.contains("statement timeout"), "{}", error.message);
     }
 }

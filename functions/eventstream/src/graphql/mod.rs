@@ -11,7 +11,10 @@ mod types;
 
 use async_graphql::{EmptySubscription, Schema};
 pub use error::{GqlError, code};
-pub use limits::{MAX_COMPLEXITY, MAX_DEPTH, MAX_LIMIT, MAX_PAGE_SIZE};
+pub use limits::{
+    MAX_ALIASES, MAX_COMPLEXITY, MAX_DEPTH, MAX_EVENTS_PAGES, MAX_EXPANDED_SELECTIONS, MAX_FRAGMENTS, MAX_LIMIT,
+    MAX_OPERATIONS, MAX_PAGE_SIZE, MAX_QUERY_BYTES, MAX_TOKENS,
+};
 pub use query::{DEFAULT_PAGE_SIZE, MAX_STATS_BUCKETS, MutationRoot, QueryRoot};
 
 use crate::{

@@ -10,7 +10,10 @@ mod users;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
 
 pub use analytics::{
     NotificationRecord, PgAnalyticsStore, PipelineHealth, ProcessingRecord, RoutingRecord, SourceCount, StatsBucket,
@@ -40,13 +43,51 @@ fn stored_queue(name: &str) -> Result<crate::bus::Queue, StoreError> {
 }
 
 /// Builds the pool a process shares across invocations; connects on first use, so a cold start
-/// does not wait for the database.
+/// does not wait for the database. Every connection has the configured `statement_timeout`.
 pub fn lazy_pool(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
+    let options = config
+        .url
+        .expose_secret()
+        .parse::<PgConnectOptions>()?
+        .options([("statement_timeout", config.statement_timeout.as_millis().to_string())]);
+    Ok(PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(Duration::from_secs(5))
         // A frozen Lambda environment may find its connections dead; test them before use.
         .test_before_acquire(true)
         .idle_timeout(Duration::from_secs(60))
-        .connect_lazy(config.url.expose_secret())
+        .connect_lazy_with(options))
+}
+
+/// Whether PostgreSQL canceled the statement (SQLSTATE 57014, `query_canceled`): it ran past
+/// `statement_timeout`, or an operator canceled it.
+pub fn is_query_canceled(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(database) if database.code().as_deref() == Some("57014"))
+}
+
+/// An error as PostgreSQL returns it for a statement that outlived its timeout.
+#[cfg(test)]
+pub(crate) async fn canceled_statement() -> sqlx::Error {
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL names the test database");
+    let config = DatabaseConfig { url: url.into(), max_connections: 1, statement_timeout: Duration::from_millis(50) };
+    let pool = lazy_pool(&config).expect("DATABASE_URL is a PostgreSQL URL");
+    let outcome = sqlx::query("SELECT pg_sleep(10)").execute(&pool).await;
+    pool.close().await;
+    outcome.expect_err("pg_sleep(10) outlived a 50 ms statement_timeout")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_statement_longer_than_the_timeout_is_canceled() {
+        let started = Instant::now();
+        let error = canceled_statement().await;
+        assert!(is_query_canceled(&error), "{error:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "canceled after {:?}", started.elapsed());
+        assert!(!is_query_canceled(&sqlx::Error::PoolTimedOut));
+    }
 }
