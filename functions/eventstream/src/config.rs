@@ -12,6 +12,11 @@ use secrecy::{ExposeSecret, SecretString};
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The shortest HS256 signing key accepted: RFC 7518 asks for a key at least as long as the hash.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// The longest an access token may live. Requests check the user's token version, but a token
+/// that leaks is still good for this long wherever it is replayed before revocation.
+pub const MAX_ACCESS_TTL_SECONDS: u64 = 900;
+/// The longest a refresh token may live: a login lasts at most this long without a password.
+pub const MAX_REFRESH_TTL_SECONDS: u64 = 30 * 86_400;
 
 /// A variable that is missing or cannot be used.
 #[derive(thiserror::Error)]
@@ -92,6 +97,72 @@ pub struct ApiConfig {
     pub amqp: AmqpConfig,
 }
 
+/// When failed logins lock a username or a client out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginThrottleConfig {
+    /// Failed logins for one username within `window` that lock it.
+    pub max_failures_per_username: i32,
+    /// Failed logins from one client address within `window` that lock it.
+    pub max_failures_per_client: i32,
+    pub window: Duration,
+    /// How long a locked username or client is refused without a password check.
+    pub lockout: Duration,
+}
+
+impl Default for LoginThrottleConfig {
+    fn default() -> Self {
+        Self {
+            max_failures_per_username: 5,
+            max_failures_per_client: 30,
+            window: Duration::from_secs(900),
+            lockout: Duration::from_secs(900),
+        }
+    }
+}
+
+impl LoginThrottleConfig {
+    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let at_least_one = |name: &'static str| ConfigError::Invalid { name, reason: "must be at least 1".into() };
+        let count = |name: &'static str, default: i32| -> Result<i32, ConfigError> {
+            Some(optional(lookup, name, default)?).filter(|count| *count >= 1).ok_or_else(|| at_least_one(name))
+        };
+        let seconds = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+            let seconds = Some(optional(lookup, name, default.as_secs())?).filter(|seconds| *seconds >= 1);
+            seconds.map(Duration::from_secs).ok_or_else(|| at_least_one(name))
+        };
+        Ok(Self {
+            max_failures_per_username: count("LOGIN_MAX_FAILURES_PER_USERNAME", defaults.max_failures_per_username)?,
+            max_failures_per_client: count("LOGIN_MAX_FAILURES_PER_CLIENT", defaults.max_failures_per_client)?,
+            window: seconds("LOGIN_FAILURE_WINDOW_SECONDS", defaults.window)?,
+            lockout: seconds("LOGIN_LOCKOUT_SECONDS", defaults.lockout)?,
+        })
+    }
+}
+
+/// What the login function needs.
+#[derive(Clone, Debug)]
+pub struct LoginConfig {
+    pub database: DatabaseConfig,
+    pub jwt: JwtConfig,
+    pub throttle: LoginThrottleConfig,
+}
+
+impl LoginConfig {
+    /// Reads the login function's configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&env_lookup)
+    }
+
+    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            database: DatabaseConfig::from_lookup(lookup)?,
+            jwt: JwtConfig::from_lookup(lookup)?,
+            throttle: LoginThrottleConfig::from_lookup(lookup)?,
+        })
+    }
+}
+
 impl DatabaseConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(&env_lookup)
@@ -140,9 +211,12 @@ impl JwtConfig {
         }
         let access_ttl = optional(lookup, "JWT_ACCESS_TTL_SECONDS", 300)?;
         let refresh_ttl = optional(lookup, "JWT_REFRESH_TTL_SECONDS", 86_400)?;
-        for (name, ttl) in [("JWT_ACCESS_TTL_SECONDS", access_ttl), ("JWT_REFRESH_TTL_SECONDS", refresh_ttl)] {
-            if ttl == 0 {
-                return Err(ConfigError::Invalid { name, reason: "must be at least 1".into() });
+        for (name, ttl, max) in [
+            ("JWT_ACCESS_TTL_SECONDS", access_ttl, MAX_ACCESS_TTL_SECONDS),
+            ("JWT_REFRESH_TTL_SECONDS", refresh_ttl, MAX_REFRESH_TTL_SECONDS),
+        ] {
+            if !(1..=max).contains(&ttl) {
+                return Err(ConfigError::Invalid { name, reason: format!("must be from 1 to {max} seconds") });
             }
         }
         Ok(Self {
@@ -438,6 +512,33 @@ mod tests {
             error.to_string().starts_with("environment variable DATABASE_STATEMENT_TIMEOUT_MS is invalid"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn an_access_token_lifetime_over_the_cap_is_refused() {
+        let base = [("DATABASE_URL", "postgres://x"), ("JWT_SECRET", SECRET), ("AMQP_URL", "amqp://x")];
+        let with = |ttl: &'static str| {
+            let mut pairs = base.to_vec();
+            pairs.push(("JWT_ACCESS_TTL_SECONDS", ttl));
+            config_from(&pairs)
+        };
+        assert_eq!(with("900").unwrap().jwt.access_ttl, Duration::from_secs(MAX_ACCESS_TTL_SECONDS));
+        let error = with("901").unwrap_err();
+        assert!(error.to_string().contains("must be from 1 to 900 seconds"), "{error}");
+    }
+
+    #[test]
+    fn the_login_throttle_has_defaults_and_refuses_zero() {
+        let vars: HashMap<&str, &str> =
+            [("DATABASE_URL", "postgres://x"), ("JWT_SECRET", SECRET)].into_iter().collect();
+        let config = LoginConfig::from_lookup(&|name| vars.get(name).map(|v| v.to_string())).unwrap();
+        assert_eq!(config.throttle, LoginThrottleConfig::default());
+        for name in ["LOGIN_MAX_FAILURES_PER_USERNAME", "LOGIN_MAX_FAILURES_PER_CLIENT", "LOGIN_LOCKOUT_SECONDS"] {
+            let mut vars = vars.clone();
+            vars.insert(name, "0");
+            let error = LoginConfig::from_lookup(&|key| vars.get(key).map(|v| v.to_string())).unwrap_err();
+            assert!(error.to_string().contains(name), "{error}");
+        }
     }
 
     fn error_handler_config_from(pairs: &[(&str, &str)]) -> Result<ErrorHandlerConfig, ConfigError> {

@@ -14,14 +14,16 @@ use std::{
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use eventstream::{
-    auth::{TokenCodec, TokenKind},
+    auth::{TokenCodec, TokenKind, TokenSubject},
     bus::{AmqpBus, Queue, Topology},
-    graphql::{MAX_DEPTH, MAX_PAGE_SIZE},
+    domain::Role,
+    graphql::{MAX_DEPTH, MAX_PAGE_SIZE, Services},
     handlers::{
         graphql::{GraphqlState, router},
         http::lambda_service,
     },
-    store::PgUserStore,
+    intake::Intake,
+    store::{PgAnalyticsStore, PgEventStore, PgUserStore},
 };
 use http_body_util::BodyExt;
 use secrecy::SecretString;
@@ -65,7 +67,7 @@ impl TestGraphql {
         let topology = Topology::ephemeral();
         let bus = AmqpBus::new(SecretString::from(amqp_url()), topology.clone(), Duration::from_secs(2));
         let user = PgUserStore::new(pool.clone())
-            .create("analyst", &eventstream::auth::hash_password(support::PASSWORD).unwrap())
+            .create("analyst", &eventstream::auth::hash_password(support::PASSWORD).unwrap(), &Role::ALL)
             .await
             .unwrap();
         Self {
@@ -77,8 +79,14 @@ impl TestGraphql {
         }
     }
 
+    /// A token with every role: the tests of what a role may not do make their own.
     fn token(&self) -> String {
-        self.tokens.issue(self.user, "analyst", TokenKind::Access)
+        self.token_with_roles(&Role::ALL, TokenKind::Access)
+    }
+
+    fn token_with_roles(&self, roles: &[Role], kind: TokenKind) -> String {
+        let subject = TokenSubject { user_id: self.user, username: "analyst", roles, token_version: 1 };
+        self.tokens.issue(subject, kind, Uuid::now_v7())
     }
 
     async fn send(&self, request: Rest) -> Reply {
@@ -571,22 +579,40 @@ async fn create_event_with_an_idempotency_key_stores_once_and_refuses_another_in
 // ---------- limits, refused before the database ----------
 
 /// Proves a refusal touched no database: the pool is closed, so a query would fail as UNAVAILABLE.
-async fn with_closed_pool(api: &TestGraphql) {
-    api.pool.close().await;
+impl TestGraphql {
+    /// Runs `query` on the schema alone, over this test's pool closed, so any database access fails.
+    /// The transport is left out because its token check reads the users table.
+    async fn query_with_closed_pool(&self, query: &str, variables: Value) -> Reply {
+        self.pool.close().await;
+        let events = PgEventStore::new(self.pool.clone());
+        let bus = AmqpBus::new(SecretString::from(amqp_url()), self.topology.clone(), Duration::from_secs(2));
+        let services = Services {
+            intake: Intake::new(events.clone(), Arc::new(bus)),
+            events,
+            analytics: PgAnalyticsStore::new(self.pool.clone()),
+        };
+        let caller = self.tokens.verify(&self.token(), TokenKind::Access).unwrap();
+        let request = async_graphql::Request::new(query).variables(async_graphql::Variables::from_json(variables));
+        let response = services.clone().schema().execute(services.request(request, caller)).await;
+        let body = serde_json::to_value(&response).unwrap();
+        Reply { status: StatusCode::OK, content_type: "application/json".into(), text: body.to_string(), body }
+    }
 }
 
 #[sqlx::test(migrations = "../../migrations")]
 async fn a_page_over_500_is_refused_before_the_database(pool: PgPool) {
     let api = TestGraphql::new(pool).await;
-    with_closed_pool(&api).await;
 
-    let literal = api.query("{ events(first: 501) { totalCount } }", json!({})).await;
+    let literal = api.query_with_closed_pool("{ events(first: 501) { totalCount } }", json!({})).await;
     assert_eq!(literal.codes(), ["PAGE_TOO_LARGE"], "{}", literal.body);
     assert!(literal.body["errors"][0]["message"].as_str().unwrap().contains(&MAX_PAGE_SIZE.to_string()));
     assert_eq!(literal.body["data"], Value::Null);
 
     let variable = api
-        .query("query($n: Int!) { statusCounts { count } events(first: $n) { totalCount } }", json!({ "n": 100_000 }))
+        .query_with_closed_pool(
+            "query($n: Int!) { statusCounts { count } events(first: $n) { totalCount } }",
+            json!({ "n": 100_000 }),
+        )
         .await;
     assert_eq!(variable.codes(), ["PAGE_TOO_LARGE"], "{}", variable.body);
     assert_eq!(variable.body["data"], Value::Null, "no field ran");
@@ -595,11 +621,10 @@ async fn a_page_over_500_is_refused_before_the_database(pool: PgPool) {
 #[sqlx::test(migrations = "../../migrations")]
 async fn too_deep_and_too_complex_queries_are_refused_before_the_database(pool: PgPool) {
     let api = TestGraphql::new(pool).await;
-    with_closed_pool(&api).await;
 
     // The schema itself nests five levels at most; anything far deeper is refused before validation.
     let too_deep = (0..=MAX_DEPTH).fold("id".to_string(), |inner, _| format!("events {{ nodes {{ {inner} }} }}"));
-    let refused = api.query(&format!("{{ {too_deep} }}"), json!({})).await;
+    let refused = api.query_with_closed_pool(&format!("{{ {too_deep} }}"), json!({})).await;
     assert_eq!(refused.codes(), ["QUERY_TOO_DEEP"], "{}", refused.body);
 
     let every_field = "id title description status source occurredAt receivedAt attributes pipelineState \
@@ -608,7 +633,7 @@ async fn too_deep_and_too_complex_queries_are_refused_before_the_database(pool: 
     let complex = format!(
         "{{ a: events(first: 500) {{ nodes {{ {every_field} }} }} b: events(first: 500) {{ nodes {{ {every_field} }} }} }}"
     );
-    let refused = api.query(&complex, json!({})).await;
+    let refused = api.query_with_closed_pool(&complex, json!({})).await;
     assert_eq!(refused.codes(), ["QUERY_TOO_COMPLEX"], "{}", refused.body);
     assert_eq!(refused.body["data"], Value::Null);
 }
@@ -626,7 +651,7 @@ async fn queries_need_a_valid_access_token(pool: PgPool) {
     assert_eq!(anonymous.codes(), ["UNAUTHENTICATED"]);
     assert!(anonymous.body.get("data").is_none());
 
-    let refresh = api.tokens.issue(api.user, "analyst", TokenKind::Refresh);
+    let refresh = api.token_with_roles(&Role::ALL, TokenKind::Refresh);
     let with_refresh = api.send(Rest::post("/graphql").bearer(&refresh).json(&body)).await;
     assert_eq!(with_refresh.status, StatusCode::UNAUTHORIZED);
     assert_eq!(with_refresh.codes(), ["UNAUTHENTICATED"]);
@@ -784,4 +809,72 @@ async fn a_header_http_cannot_carry_gets_a_graphql_shaped_400_instead_of_an_invo
         assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_REQUEST", "{value:?}: {body}");
     }
     assert_eq!(invoke(fixture).await["statusCode"], 200, "the same event with clean headers");
+}
+
+// ---------- roles ----------
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn every_field_serves_its_role_and_answers_403_forbidden_to_every_other(pool: PgPool) {
+    let api = TestGraphql::new(pool).await;
+    api.seed_day().await;
+    let fields = [
+        ("events", Role::Analyst, "{ events(first: 1) { nodes { id } } }"),
+        ("event", Role::Analyst, "{ event(id: \"0190d4b2-0000-7000-8000-000000000000\") { id } }"),
+        ("stats", Role::Analyst, "{ stats { total } }"),
+        ("statusCounts", Role::Analyst, "{ statusCounts { count } }"),
+        ("topSources", Role::Analyst, "{ topSources { count } }"),
+        ("pipeline", Role::Analyst, "{ pipeline { received } }"),
+        ("createEvent", Role::Producer, "mutation { createEvent(input: {title: \"role\", status: INFO}) { id } }"),
+    ];
+    // Admin-only fields, reached by an analyst (who may read the event itself).
+    let diagnostics = [
+        ("postedBy", "{ events(first: 1) { nodes { postedBy } } }"),
+        ("recipients", "{ events(first: 1) { nodes { notifications { recipients } } } }"),
+        ("lastError", "{ events(first: 1) { nodes { notifications { lastError } } } }"),
+        ("deadLetters", "{ pipeline { deadLetters } }"),
+    ];
+    for held in [Role::Producer, Role::Analyst, Role::Admin] {
+        let token = api.token_with_roles(&[held], TokenKind::Access);
+        let ask = |query: &str| api.send(Rest::post("/graphql").bearer(&token).json(&json!({ "query": query })));
+        for (field, needed, query) in fields {
+            let reply = ask(query).await;
+            if held == needed {
+                assert_eq!(reply.status, StatusCode::OK, "{field} as {held}: {}", reply.body);
+                assert!(reply.body.get("errors").is_none(), "{field} as {held}: {}", reply.body);
+            } else {
+                assert_eq!(reply.status, StatusCode::FORBIDDEN, "{field} as {held}: {}", reply.body);
+                assert_eq!(reply.codes(), ["FORBIDDEN"], "{field} as {held}");
+            }
+        }
+    }
+    // The newest event, which a one-event page shows, gets a notification to show.
+    sqlx::query(
+        "INSERT INTO notifications (event_id, channel, recipients, state, attempts, last_error)
+         SELECT id, 'email', ARRAY['ops@example.com'], 'failed', 1, 'relay refused' FROM events
+         ORDER BY received_at DESC, id DESC LIMIT 1",
+    )
+    .execute(&api.pool)
+    .await
+    .unwrap();
+    let analyst = api.token_with_roles(&[Role::Analyst], TokenKind::Access);
+    let admin = api.token_with_roles(&[Role::Analyst, Role::Admin], TokenKind::Access);
+    for (field, query) in diagnostics {
+        let as_analyst = api.send(Rest::post("/graphql").bearer(&analyst).json(&json!({ "query": query }))).await;
+        assert_eq!(as_analyst.status, StatusCode::FORBIDDEN, "{field}: {}", as_analyst.body);
+        assert!(as_analyst.codes().iter().all(|code| *code == "FORBIDDEN"), "{field}: {}", as_analyst.body);
+        let as_admin = api.send(Rest::post("/graphql").bearer(&admin).json(&json!({ "query": query }))).await;
+        assert_eq!(as_admin.status, StatusCode::OK, "{field}: {}", as_admin.body);
+        assert!(as_admin.body.get("errors").is_none(), "{field}: {}", as_admin.body);
+    }
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_token_whose_user_signed_out_everywhere_is_unauthenticated(pool: PgPool) {
+    let api = TestGraphql::new(pool.clone()).await;
+    let token = api.token();
+    assert_eq!(api.query("{ statusCounts { count } }", json!({})).await.status, StatusCode::OK);
+    PgUserStore::new(pool).end_sessions("analyst").await.unwrap();
+    let reply =
+        api.send(Rest::post("/graphql").bearer(&token).json(&json!({ "query": "{ statusCounts { count } }" }))).await;
+    assert_eq!((reply.status, reply.codes()), (StatusCode::UNAUTHORIZED, vec!["UNAUTHENTICATED"]));
 }

@@ -3,15 +3,19 @@
 
 use eventstream::{
     config::LoginConfig,
-    handlers::http::{LoginState, login_service},
+    handlers::http::{
+        LoginState,
+        lambda::{malformed_request, run_http},
+        login_service,
+    },
     store::lazy_pool,
 };
-use lambda_http::{Error, run, tracing};
+use lambda_http::{Error, tracing};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let config = LoginConfig::from_env()?;
     let pool = lazy_pool(&config.database)?;
-    run(login_service(LoginState::new(pool, &config.jwt, config.throttle))).await
+    run_http(login_service(LoginState::new(pool, &config.jwt, config.throttle)), malformed_request).await
 }

@@ -10,8 +10,13 @@ pub use session::{AuthError, Authenticator, LoginError, Sessions};
 pub use token::{Claims, TokenCodec, TokenError, TokenKind, TokenPair, TokenSubject};
 
 /// The token of an `Authorization: Bearer <token>` header, if the header has that form.
+/// Two Authorization headers make no valid request: which one a proxy or a log reads is anyone's guess.
 pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
-    let header = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let mut values = headers.get_all(axum::http::header::AUTHORIZATION).iter();
+    let header = values.next()?.to_str().ok()?;
+    if values.next().is_some() {
+        return None;
+    }
     let (scheme, token) = header.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

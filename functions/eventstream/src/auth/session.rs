@@ -77,7 +77,12 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    pub fn new(tokens: Arc<TokenCodec>, users: PgUserStore, store: PgSessionStore, throttle: LoginThrottleConfig) -> Self {
+    pub fn new(
+        tokens: Arc<TokenCodec>,
+        users: PgUserStore,
+        store: PgSessionStore,
+        throttle: LoginThrottleConfig,
+    ) -> Self {
         Self { tokens, users, store, throttle }
     }
 
@@ -108,8 +113,10 @@ impl Sessions {
                     (keys[1], self.throttle.max_failures_per_client),
                 ];
                 for (key, max_failures) in limits {
-                    let locked =
-                        self.store.record_failure(key, max_failures, self.throttle.window, self.throttle.lockout).await?;
+                    let locked = self
+                        .store
+                        .record_failure(key, max_failures, self.throttle.window, self.throttle.lockout)
+                        .await?;
                     if locked {
                         tracing::warn!(?key, "login locked after repeated failures");
                     }

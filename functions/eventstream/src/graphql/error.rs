@@ -10,6 +10,7 @@ use crate::{domain::FieldError, store::StoreError};
 /// The `code` extension of every error the API returns.
 pub mod code {
     pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    pub const FORBIDDEN: &str = "FORBIDDEN";
     pub const BAD_REQUEST: &str = "BAD_REQUEST";
     pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
     pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";

@@ -15,7 +15,10 @@ impl Guard for RoleGuard {
         if allowed {
             return Ok(());
         }
-        Err(GqlError::new(code::FORBIDDEN, format!("this field needs the {} role, which the token does not carry", self.0))
-            .into())
+        Err(GqlError::new(
+            code::FORBIDDEN,
+            format!("this field needs the {} role, which the token does not carry", self.0),
+        )
+        .into())
     }
 }

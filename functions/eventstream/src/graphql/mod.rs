@@ -4,6 +4,7 @@
 //! caller and its own DataLoaders. `schema.graphql` at the repository root is [`sdl`], checked by a test.
 
 mod error;
+mod guard;
 mod limits;
 mod loaders;
 mod query;

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::{
     Services,
     error::GqlError,
+    guard::RoleGuard,
     limits::MAX_PAGE_SIZE,
     types::{
         Bucket, CreateEventInput, Event, EventConnection, EventsFilter, Pipeline, PipelineStateCount, SourceCount,
@@ -15,7 +16,7 @@ use super::{
 };
 use crate::{
     auth::Claims,
-    domain::{EventInput, PipelineState, reject_nul},
+    domain::{EventInput, PipelineState, Role, reject_nul},
     intake::idempotency_claim,
     store::{Cursor, EventFilter},
 };
@@ -34,7 +35,7 @@ pub struct QueryRoot;
 #[Object(name = "Query")]
 impl QueryRoot {
     /// Events, newest first, one page at a time (Relay connection).
-    #[graphql(complexity = "page_complexity(first, child_complexity)")]
+    #[graphql(complexity = "page_complexity(first, child_complexity)", guard = "RoleGuard(Role::Analyst)")]
     async fn events(
         &self,
         ctx: &Context<'_>,
@@ -64,6 +65,7 @@ impl QueryRoot {
     }
 
     /// One event with its routing, processing and notification history; null when no event has this id.
+    #[graphql(guard = "RoleGuard(Role::Analyst)")]
     async fn event(
         &self,
         ctx: &Context<'_>,
@@ -73,6 +75,7 @@ impl QueryRoot {
     }
 
     /// Events received per time bucket and status, every bucket of the range present (empty ones as zeros).
+    #[graphql(guard = "RoleGuard(Role::Analyst)")]
     async fn stats(
         &self,
         ctx: &Context<'_>,
@@ -106,6 +109,7 @@ impl QueryRoot {
     }
 
     /// Events received in the range per status; every status is listed, zero or not.
+    #[graphql(guard = "RoleGuard(Role::Analyst)")]
     async fn status_counts(
         &self,
         ctx: &Context<'_>,
@@ -117,6 +121,7 @@ impl QueryRoot {
     }
 
     /// The sources that sent the most events, most first.
+    #[graphql(guard = "RoleGuard(Role::Analyst)")]
     async fn top_sources(
         &self,
         ctx: &Context<'_>,
@@ -131,6 +136,7 @@ impl QueryRoot {
     }
 
     /// Where the pipeline stands now: events per state, the oldest undispatched event, emails.
+    #[graphql(guard = "RoleGuard(Role::Analyst)")]
     async fn pipeline(&self, ctx: &Context<'_>) -> Result<Pipeline, GqlError> {
         let health = ctx.data_unchecked::<Services>().analytics.pipeline().await?;
         let count = |state: PipelineState| {
@@ -164,6 +170,7 @@ pub struct MutationRoot;
 #[Object(name = "Mutation")]
 impl MutationRoot {
     /// Stores one event and hands it to the pipeline, as `POST /api/events` does, with the same checks.
+    #[graphql(guard = "RoleGuard(Role::Producer)")]
     async fn create_event(
         &self,
         ctx: &Context<'_>,

@@ -4,10 +4,10 @@ use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, SimpleObj
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{error::GqlError, loaders::Loaders};
+use super::{error::GqlError, guard::RoleGuard, loaders::Loaders};
 use crate::{
     bus::Queue,
-    domain::{self, EventInput, PipelineState, Status},
+    domain::{self, EventInput, PipelineState, Role, Status},
     store::{self, Cursor, EventFilter, NotificationRecord, PgEventStore},
 };
 
@@ -67,7 +67,8 @@ impl Event {
         self.0.pipeline_updated_at
     }
 
-    /// The username whose token posted it.
+    /// The username whose token posted it (admin only).
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn posted_by(&self, ctx: &Context<'_>) -> Result<Option<String>, GqlError> {
         Ok(ctx.data_unchecked::<Loaders>().usernames.load_one(self.0.posted_by).await?)
     }
@@ -170,7 +171,8 @@ impl Notification {
         &self.0.channel
     }
 
-    /// Who it goes to.
+    /// Who it goes to (admin only).
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn recipients(&self) -> &[String] {
         &self.0.recipients
     }
@@ -191,7 +193,8 @@ impl Notification {
         self.0.attempts
     }
 
-    /// Why the last attempt failed, if it did.
+    /// Why the last attempt failed, if it did (admin only: it may quote the relay).
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn last_error(&self) -> Option<&str> {
         self.0.last_error.as_deref()
     }
@@ -413,7 +416,8 @@ pub struct Pipeline {
     pub emails_failed: i64,
     /// Error emails waiting to be sent or being sent.
     pub emails_pending: i64,
-    /// Messages parked because no consumer could read them.
+    /// Messages parked because no consumer could read them (admin only).
+    #[graphql(guard = "RoleGuard(Role::Admin)")]
     pub dead_letters: i64,
 }
 

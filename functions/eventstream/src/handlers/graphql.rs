@@ -16,12 +16,12 @@ use sqlx::PgPool;
 
 use super::http::{MAX_BODY_BYTES, extract::is_json};
 use crate::{
-    auth::{TokenCodec, TokenKind, bearer_token},
+    auth::{AuthError, Authenticator, TokenCodec, bearer_token},
     bus::AmqpBus,
     config::JwtConfig,
     graphql::{EventStreamSchema, Services, code},
     intake::Intake,
-    store::{PgAnalyticsStore, PgEventStore},
+    store::{PgAnalyticsStore, PgEventStore, PgUserStore},
 };
 
 /// The GraphiQL page: it signs in through the REST API and sends the access token with every query.
@@ -32,7 +32,7 @@ const GRAPHIQL_PAGE: &str = include_str!("../graphql/graphiql.html");
 pub struct GraphqlState {
     schema: EventStreamSchema,
     services: Services,
-    tokens: Arc<TokenCodec>,
+    authenticator: Authenticator,
 }
 
 impl GraphqlState {
@@ -42,9 +42,10 @@ impl GraphqlState {
         let services = Services {
             intake: Intake::new(events.clone(), Arc::new(bus)),
             events,
-            analytics: PgAnalyticsStore::new(pool),
+            analytics: PgAnalyticsStore::new(pool.clone()),
         };
-        Self { schema: services.clone().schema(), services, tokens: Arc::new(TokenCodec::new(jwt)) }
+        let authenticator = Authenticator::new(Arc::new(TokenCodec::new(jwt)), PgUserStore::new(pool));
+        Self { schema: services.clone().schema(), services, authenticator }
     }
 }
 
@@ -84,11 +85,23 @@ async fn execute(
     let Some(token) = bearer_token(&headers) else {
         return failure(StatusCode::UNAUTHORIZED, code::UNAUTHENTICATED, "an Authorization: Bearer token is required");
     };
-    let caller = match state.tokens.verify(token, TokenKind::Access) {
+    let caller = match state.authenticator.authenticate(token).await {
         Ok(claims) => claims,
+        Err(AuthError::Store(error)) => {
+            tracing::error!(error = ?error, "token check failed");
+            return failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::UNAVAILABLE,
+                "a service the API depends on is unavailable, try again",
+            );
+        }
         Err(error) => {
             tracing::info!(%error, "token refused");
-            return failure(StatusCode::UNAUTHORIZED, code::UNAUTHENTICATED, "the token is invalid or expired");
+            return failure(
+                StatusCode::UNAUTHORIZED,
+                code::UNAUTHENTICATED,
+                "the token is invalid, expired or revoked",
+            );
         }
     };
     if !is_json(headers.get(header::CONTENT_TYPE)) {
@@ -118,7 +131,13 @@ async fn execute(
         }
     };
     let response = state.schema.execute(state.services.request(request, caller)).await;
-    Json(response).into_response()
+    // A field the caller's roles do not allow fails alone, in `errors`; the status says so too.
+    let forbidden = response.errors.iter().any(|error| {
+        error.extensions.as_ref().and_then(|extensions| extensions.get("code"))
+            == Some(&async_graphql::Value::from(code::FORBIDDEN))
+    });
+    let status = if forbidden { StatusCode::FORBIDDEN } else { StatusCode::OK };
+    (status, Json(response)).into_response()
 }
 
 /// The graphql function's [`Refusal`](super::http::lambda::Refusal): 400 `BAD_REQUEST`, shaped as

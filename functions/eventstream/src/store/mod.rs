@@ -5,6 +5,7 @@ mod dead_letters;
 mod events;
 mod handling;
 mod routing;
+mod sessions;
 mod users;
 
 use std::time::Duration;
@@ -21,7 +22,8 @@ pub use analytics::{
 pub use events::{Cursor, EventFilter, IdempotencyClaim, Insertion, InvalidCursor, PgEventStore};
 pub use handling::{Claim, PgHandlingStore, Recorded};
 pub use routing::{PgRoutingStore, Routing, RoutingDecision};
-pub use users::{PgUserStore, User, UserError};
+pub use sessions::{PgSessionStore, RefreshUse, ThrottleKey};
+pub use users::{PgUserStore, TokenStanding, User, UserError};
 
 use crate::config::DatabaseConfig;
 

@@ -148,7 +148,7 @@ impl PgSessionStore {
                                   ELSE f.failures + 1 END) >= $3
                        THEN now() + make_interval(secs => $5)
                        ELSE f.locked_until END
-               RETURNING locked_until > now() AS "locked!""#,
+               RETURNING coalesce(locked_until > now(), false) AS "locked!""#,
             key.scope(),
             key.key(),
             max_failures,

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use eventstream::{
-    auth::{TokenCodec, TokenKind, hash_password},
+    auth::{TokenCodec, TokenKind, TokenSubject, hash_password},
     bus::{AmqpBus, EventMessage, Queue, Topology},
-    config::JwtConfig,
-    handlers::http::{AppState, service},
+    config::{JwtConfig, LoginThrottleConfig},
+    domain::Role,
+    handlers::http::{AppState, LoginState, login_service, service},
     store::PgUserStore,
 };
 use http_body_util::BodyExt;
@@ -47,6 +48,7 @@ pub struct TestApi {
     pub tokens: TokenCodec,
     pub topology: Topology,
     state: AppState,
+    login: LoginState,
 }
 
 #[derive(Debug)]
@@ -70,10 +72,20 @@ impl TestApi {
     }
 
     pub fn with_amqp(pool: PgPool, url: &str) -> Self {
+        Self::with(pool, url, LoginThrottleConfig::default())
+    }
+
+    /// An API whose login locks out after the failures `throttle` allows.
+    pub fn with_throttle(pool: PgPool, throttle: LoginThrottleConfig) -> Self {
+        Self::with(pool, &amqp_url(), throttle)
+    }
+
+    fn with(pool: PgPool, url: &str, throttle: LoginThrottleConfig) -> Self {
         let topology = Topology::ephemeral();
         let bus = AmqpBus::new(SecretString::from(url), topology.clone(), Duration::from_secs(2));
         Self {
             state: AppState::new(pool.clone(), &jwt_config(), bus),
+            login: LoginState::new(pool.clone(), &jwt_config(), throttle),
             tokens: TokenCodec::new(&jwt_config()),
             topology,
             pool,
@@ -106,17 +118,35 @@ impl TestApi {
         bodies
     }
 
+    /// A user with every role, and [`PASSWORD`].
     pub async fn user(&self, username: &str) -> Uuid {
-        PgUserStore::new(self.pool.clone()).create(username, &hash_password(PASSWORD).unwrap()).await.unwrap()
+        self.user_with_roles(username, &Role::ALL).await
     }
 
+    pub async fn user_with_roles(&self, username: &str, roles: &[Role]) -> Uuid {
+        PgUserStore::new(self.pool.clone()).create(username, &hash_password(PASSWORD).unwrap(), roles).await.unwrap()
+    }
+
+    /// An access token with every role, for a user still on token version 1.
     pub fn access_token(&self, user: Uuid) -> String {
-        self.tokens.issue(user, "someone", TokenKind::Access)
+        self.access_token_with_roles(user, &Role::ALL)
     }
 
+    pub fn access_token_with_roles(&self, user: Uuid, roles: &[Role]) -> String {
+        let subject = TokenSubject { user_id: user, username: "someone", roles, token_version: 1 };
+        self.tokens.issue(subject, TokenKind::Access, Uuid::now_v7())
+    }
+
+    /// Sends `event` to the function API Gateway would: the login function for the token routes,
+    /// ingest for the rest.
     pub async fn call_event(&self, event: &Value) -> Reply {
         let request = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
-        let response = service(self.state.clone()).oneshot(request).await.unwrap();
+        let is_login = event["path"].as_str().is_some_and(|path| path.starts_with("/api/token"));
+        let response = if is_login {
+            login_service(self.login.clone()).oneshot(request).await.unwrap()
+        } else {
+            service(self.state.clone()).oneshot(request).await.unwrap()
+        };
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();

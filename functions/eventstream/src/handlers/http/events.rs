@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{
     ApiError, AppState,
-    extract::{Authenticated, JsonBody},
+    extract::{Analyst, Authorized, JsonBody, Producer},
 };
 use crate::{
     domain::{Event, EventInput, FieldError, NewEvent, Status, reject_nul, validate_batch},
@@ -39,7 +39,7 @@ pub struct EventList {
 /// `POST /api/events`: stores one event; 201, or 200 when an Idempotency-Key replays an earlier one.
 pub async fn create(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    Authorized { caller, .. }: Authorized<Producer>,
     headers: HeaderMap,
     JsonBody(input): JsonBody<EventInput>,
 ) -> Result<(StatusCode, Json<Event>), ApiError> {
@@ -54,7 +54,7 @@ pub async fn create(
 /// `POST /api/events/batch`: stores 1 to 500 events in one statement, all or none.
 pub async fn create_batch(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    Authorized { caller, .. }: Authorized<Producer>,
     headers: HeaderMap,
     JsonBody(input): JsonBody<BatchInput>,
 ) -> Result<(StatusCode, Json<EventList>), ApiError> {
@@ -100,7 +100,7 @@ pub struct ListQuery {
 /// `GET /api/events`: newest first, filtered, one page at a time.
 pub async fn list(
     State(state): State<AppState>,
-    _caller: Authenticated,
+    _caller: Authorized<Analyst>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<EventList>, ApiError> {
     let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
@@ -154,7 +154,7 @@ fn timestamp(field: &str, text: &str) -> Result<DateTime<Utc>, FieldError> {
 /// `GET /api/events/{id}`: one event with its pipeline state.
 pub async fn get(
     State(state): State<AppState>,
-    _caller: Authenticated,
+    _caller: Authorized<Analyst>,
     Path(id): Path<String>,
 ) -> Result<Json<Event>, ApiError> {
     let id: Uuid = id.parse().map_err(|_| FieldError::new("id", "must be a UUID"))?;

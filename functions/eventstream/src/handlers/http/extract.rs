@@ -1,14 +1,20 @@
 //! Extractors that turn a malformed request into an [`ApiError`] instead of axum's plain text.
 
+use std::marker::PhantomData;
+
 use axum::{
     body::Bytes,
     extract::{FromRef, FromRequest, FromRequestParts, Request},
     http::{StatusCode, header, request::Parts},
 };
+use lambda_http::request::RequestContext;
 use serde::de::DeserializeOwned;
 
 use super::{ApiError, AppState, MAX_BODY_BYTES};
-use crate::auth::{Claims, TokenKind, bearer_token};
+use crate::{
+    auth::{Claims, bearer_token},
+    domain::Role,
+};
 
 /// A JSON request body; errors name the path of the field that failed to parse.
 pub struct JsonBody<T>(pub T);
@@ -50,7 +56,7 @@ pub(crate) fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
     mime.type_() == mime::APPLICATION && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
 }
 
-/// The caller, proven by a valid access token.
+/// The caller, proven by a valid access token whose user is still active and on its version.
 #[derive(Debug)]
 pub struct Authenticated(pub Claims);
 
@@ -63,8 +69,63 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers).ok_or(ApiError::MissingToken)?;
         let state = AppState::from_ref(state);
-        let claims = state.tokens.verify(token, TokenKind::Access).map_err(ApiError::InvalidToken)?;
-        Ok(Authenticated(claims))
+        Ok(Authenticated(state.authenticator.authenticate(token).await?))
+    }
+}
+
+/// A role an endpoint requires, as a type, so a handler's signature says who may call it.
+pub trait RequiredRole {
+    const ROLE: Role;
+}
+
+/// May post events.
+pub struct Producer;
+/// May read events.
+pub struct Analyst;
+
+impl RequiredRole for Producer {
+    const ROLE: Role = Role::Producer;
+}
+
+impl RequiredRole for Analyst {
+    const ROLE: Role = Role::Analyst;
+}
+
+/// An authenticated caller whose token carries the role `R`; any other caller gets 403.
+#[derive(Debug)]
+pub struct Authorized<R> {
+    pub caller: Claims,
+    role: PhantomData<R>,
+}
+
+impl<S: Send + Sync, R: RequiredRole> FromRequestParts<S> for Authorized<R>
+where
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Authenticated(claims) = Authenticated::from_request_parts(parts, state).await?;
+        if !claims.has_role(R::ROLE) {
+            return Err(ApiError::Forbidden(R::ROLE));
+        }
+        Ok(Authorized { caller: claims, role: PhantomData })
+    }
+}
+
+/// The address the request came from, as API Gateway saw it; `unknown` when the event has none.
+pub struct ClientAddress(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let address = match parts.extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV1(context)) => context.identity.source_ip.clone(),
+            Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip.clone(),
+            _ => None,
+        };
+        Ok(ClientAddress(address.filter(|address| !address.is_empty()).unwrap_or_else(|| "unknown".into())))
     }
 }
 
