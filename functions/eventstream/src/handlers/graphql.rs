@@ -1,7 +1,7 @@
 //! The graphql function's HTTP side: `POST /graphql` runs a query for a caller with a valid access
 //! token, `GET /graphql` serves GraphiQL. The schema itself is in [`crate::graphql`].
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
@@ -23,6 +23,9 @@ use crate::{
     intake::Intake,
     store::{PgAnalyticsStore, PgEventStore, PgUserStore},
 };
+
+/// The most server time one GraphQL request may take.
+pub const REQUEST_TIME_LIMIT: Duration = Duration::from_secs(1);
 
 /// The GraphiQL page: it signs in through the REST API and sends the access token with every query.
 const GRAPHIQL_PAGE: &str = include_str!("../graphql/graphiql.html");
@@ -130,7 +133,18 @@ async fn execute(
             return failure(StatusCode::BAD_REQUEST, code::BAD_REQUEST, &message);
         }
     };
-    let response = state.schema.execute(state.services.request(request, caller)).await;
+    let execution = state.schema.execute(state.services.request(request, caller));
+    // Each statement has its own timeout, but a request may run several: bound the whole of it, so
+    // no request holds an instance and its connections longer than this. Dropping the execution
+    // cancels its statements.
+    let Ok(response) = tokio::time::timeout(REQUEST_TIME_LIMIT, execution).await else {
+        tracing::warn!(limit = ?REQUEST_TIME_LIMIT, "query stopped at the request time limit");
+        let message = format!(
+            "the query ran longer than {} ms; narrow its ranges or searches, or ask for fewer aggregates",
+            REQUEST_TIME_LIMIT.as_millis()
+        );
+        return failure(StatusCode::SERVICE_UNAVAILABLE, code::TIMEOUT, &message);
+    };
     // A field the caller's roles do not allow fails alone, in `errors`; the status says so too.
     let forbidden = response.errors.iter().any(|error| {
         error.extensions.as_ref().and_then(|extensions| extensions.get("code"))
