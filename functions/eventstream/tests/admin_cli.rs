@@ -101,3 +101,32 @@ fn a_missing_database_url_is_named() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("DATABASE_URL is not set"));
 }
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn roles_are_granted_and_revoked_and_sign_out_ends_every_token(pool: PgPool) {
+    let api = TestApi::new(pool.clone());
+    let created = admin(&pool, &["create-user", "dag", "--role", "producer"], "dag-password\n");
+    assert!(String::from_utf8_lossy(&created.stdout).contains("with roles [producer]"), "{created:?}");
+    let refused = admin(&pool, &["grant", "dag", "root"], "");
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("not a role"));
+
+    let granted = admin(&pool, &["grant", "dag", "analyst", "admin"], "");
+    assert!(String::from_utf8_lossy(&granted.stdout).contains("[admin, analyst, producer]"), "{granted:?}");
+    let pair = api.call(Rest::post("/api/token").json(&json!({ "username": "dag", "password": "dag-password" }))).await;
+    let access = pair.body["access"].as_str().unwrap().to_string();
+    assert_eq!(api.call(Rest::get("/api/events").bearer(&access)).await.status, StatusCode::OK);
+
+    let revoked = admin(&pool, &["revoke", "dag", "analyst"], "");
+    assert!(String::from_utf8_lossy(&revoked.stdout).contains("[admin, producer]"), "{revoked:?}");
+    assert_eq!(api.call(Rest::get("/api/events").bearer(&access)).await.status, StatusCode::UNAUTHORIZED);
+
+    let pair = api.call(Rest::post("/api/token").json(&json!({ "username": "dag", "password": "dag-password" }))).await;
+    assert_eq!(
+        api.call(Rest::get("/api/events").bearer(pair.body["access"].as_str().unwrap())).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert!(admin(&pool, &["sign-out", "dag"], "").status.success());
+    let refresh = api.call(Rest::post("/api/token/refresh").json(&json!({ "refresh": pair.body["refresh"] }))).await;
+    assert_eq!(refresh.status, StatusCode::UNAUTHORIZED);
+    assert!(!admin(&pool, &["sign-out", "ghost"], "").status.success());
+}

@@ -177,9 +177,8 @@ impl PgUserStore {
             &role_names(roles)
         )
         .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| UserError::NotFound(username.to_string()))?;
-        Ok(parse_roles(&roles)?)
+        .await?;
+        roles_of(username, roles)
     }
 
     /// Removes roles and ends every session, so no token goes on carrying them.
@@ -193,9 +192,8 @@ impl PgUserStore {
             &role_names(roles)
         )
         .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| UserError::NotFound(username.to_string()))?;
-        Ok(parse_roles(&roles)?)
+        .await?;
+        roles_of(username, roles)
     }
 
     /// "Sign out everywhere": every token issued so far stops working.
@@ -209,6 +207,12 @@ impl PgUserStore {
         .await?;
         require_user_found(updated, username)
     }
+}
+
+/// The roles an update returned for `username`, or NotFound when it matched no user.
+fn roles_of(username: &str, stored: Option<Vec<String>>) -> Result<Vec<Role>, UserError> {
+    let stored = stored.ok_or_else(|| UserError::NotFound(username.to_string()))?;
+    Ok(parse_roles(&stored)?)
 }
 
 fn require_user_found(updated: PgQueryResult, username: &str) -> Result<(), UserError> {
