@@ -1,7 +1,8 @@
 """EventStream under load: the weighted scenarios that scripts/loadtest runs through loadtest/run.py.
 
-Each simulated user signs in once, renews its access token with the refresh token shortly before it
-expires (and signs in again when that fails, or retries once after a 401), as a real client does, and
+Each simulated user signs in once, renews its token pair with the refresh token shortly before the
+access token expires, keeping the rotated refresh token of each answer (and signs in again when that
+fails, or retries once after a 401), as a real client does, and
 runs the scenarios by weight. Every event it posts carries the run's source, so that the pipeline
 check afterwards finds exactly this run's events; the events the API accepted with 201 are written to
 --eventstream-report-dir when Locust quits. It also runs alone, with Locust's web UI:
@@ -135,14 +136,19 @@ class EventStreamUser(FastHttpUser):
         self.expires = expires_at(self.access)
 
     def renew(self):
+        # The API rotates refresh tokens: a refresh uses the one sent up (sending it again revokes the
+        # whole login), and its answer carries the new pair. So the token is forgotten as it is sent,
+        # and a failed refresh signs in again instead of trying it twice.
         tokens = None
-        if self.refresh:
+        refresh, self.refresh = self.refresh, ""
+        if refresh:
             tokens = self.expect("POST", "/api/token/refresh", "POST /api/token/refresh", 200,
-                                 {"refresh": self.refresh}, authorized=False)
+                                 {"refresh": refresh}, authorized=False)
         if tokens is None:
             self.sign_in()
         else:
-            self.access, self.expires = tokens["access"], expires_at(tokens["access"])
+            self.access, self.refresh = tokens["access"], tokens["refresh"]
+            self.expires = expires_at(self.access)
 
     def expect(self, method, path, name, status, body=None, authorized=True):
         """Sends one request and returns its JSON body when it has the expected status and no GraphQL

@@ -39,9 +39,9 @@ scenarios (--weights NAME=WEIGHT,...; a weight of 0 leaves a scenario out):
   the run's own source (loadtest-<run id>). Every response is checked: a 2xx other than the one
   expected, or a GraphQL answer with errors, counts as a failure.
 
-tokens: each simulated user signs in (POST /api/token), renews its access token with the refresh
-  token --renew-before seconds before it expires (and signs in again when that fails), and after a
-  401 renews and retries once. These requests are part of the figures.
+tokens: each simulated user signs in (POST /api/token), renews its token pair with the refresh
+  token --renew-before seconds before the access token expires, keeping the new refresh token of
+  each answer (and signs in again when that fails), and after a 401 renews and retries once. These requests are part of the figures.
 
 target and credentials, first found wins:
   URL       --url, $API_URL, API_URL in .local/stack.env (written by scripts/up)

@@ -2,11 +2,14 @@
 
 Nothing here imports Airflow, so the unit tests exercise it with faked HTTP alone. The client
 keeps one JWT pair (in a `TokenStore`, so that tasks in separate processes share it), renews
-the access token with the refresh token before it expires or when the API answers 401, and
-logs in again when the refresh token is refused. Requests time out, and transient failures
-(connection errors, timeouts, 429, 5xx) are retried with exponential backoff: safe for the
-batch because it carries an Idempotency-Key, and for the token endpoints because they change
-nothing.
+it with the refresh token before the access token expires or when the API answers 401, and
+logs in again when the refresh token is refused. The API rotates refresh tokens: each refresh
+answers a new pair, which replaces the old one, and a refresh token sent twice revokes the whole
+login, so the client forgets a refresh token as it sends it and never retries a refresh (it logs
+in instead). Requests time out, and transient failures (connection errors, timeouts, 429 with
+its Retry-After, 5xx) are retried with exponential backoff: safe for the batch because it
+carries an Idempotency-Key, and for the login because it changes nothing (a throttled login,
+429 `too_many_attempts`, waits as long as Retry-After says, up to `max_backoff_seconds`).
 """
 
 from __future__ import annotations
@@ -141,14 +144,24 @@ class EventStreamClient:
         if tokens.get("access") and self._fresh(tokens["access"]):
             return tokens["access"]
         if tokens.get("refresh") and self._fresh(tokens["refresh"]):
-            response = self._request("POST", "/api/token/refresh", {"refresh": tokens["refresh"]})
-            if response.status_code == 200:
-                self._keep(access=response.json()["access"], refresh=tokens["refresh"])
-                log.info("renewed the access token with the refresh token")
-                return self._tokens["access"]
-            if response.status_code != 401:
-                raise ApiError.from_response(response)
-            log.info("the refresh token was refused; logging in again")
+            # The refresh token is used up by this request whatever its outcome (the API rotates
+            # it, and a reused one revokes the whole login): forget it before sending it, here and
+            # in the store, so that it is never sent twice, and send it once, without retries.
+            self._keep(access=None, refresh=None)
+            try:
+                response = self._request("POST", "/api/token/refresh", {"refresh": tokens["refresh"]},
+                                         max_attempts=1)
+            except (requests.ConnectionError, requests.Timeout) as error:
+                log.warning("POST /api/token/refresh failed (%s); logging in again", error)
+            else:
+                if response.status_code == 200:
+                    body = response.json()
+                    self._keep(access=body["access"], refresh=body["refresh"])
+                    log.info("renewed the token pair with the refresh token")
+                    return self._tokens["access"]
+                if response.status_code != 401 and response.status_code not in TRANSIENT_STATUSES:
+                    raise ApiError.from_response(response)
+                log.info("the refresh token was refused (%s); logging in again", response.status_code)
         response = self._request("POST", "/api/token", {"username": self.username, "password": self._password})
         if response.status_code != 200:
             raise ApiError.from_response(response)
@@ -162,7 +175,7 @@ class EventStreamClient:
         expiry = jwt_expiry(token)
         return expiry is None or expiry - EXPIRY_MARGIN_SECONDS > self._clock()
 
-    def _keep(self, *, access: str, refresh: str) -> None:
+    def _keep(self, *, access: str | None, refresh: str | None) -> None:
         self._tokens = {"base_url": self.base_url, "username": self.username, "access": access, "refresh": refresh}
         if self._store is not None:
             self._store.save(self._tokens)
@@ -171,8 +184,11 @@ class EventStreamClient:
         if self._tokens:
             self._tokens = {**self._tokens, "access": None}
 
-    def _request(self, method: str, path: str, body: dict, headers: dict | None = None) -> requests.Response:
+    def _request(
+        self, method: str, path: str, body: dict, headers: dict | None = None, *, max_attempts: int | None = None
+    ) -> requests.Response:
         """Sends one request, retrying transient failures; returns the last response."""
+        max_attempts = max_attempts or self.max_attempts
         attempt = 1
         while True:
             delay = min(self.backoff_seconds * 2 ** (attempt - 1), self.max_backoff_seconds)
@@ -181,16 +197,16 @@ class EventStreamClient:
                     method, self.base_url + path, json=body, headers=headers, timeout=self.timeout
                 )
             except (requests.ConnectionError, requests.Timeout) as error:
-                if attempt >= self.max_attempts:
+                if attempt >= max_attempts:
                     raise
                 reason = str(error)
             else:
-                if response.status_code not in TRANSIENT_STATUSES or attempt >= self.max_attempts:
+                if response.status_code not in TRANSIENT_STATUSES or attempt >= max_attempts:
                     return response
                 reason = f"answered {response.status_code}"
                 delay = max(delay, _retry_after(response, self.max_backoff_seconds))
             log.warning("%s %s %s; retry %d of %d in %.1fs", method, path, reason, attempt,
-                        self.max_attempts - 1, delay)
+                        max_attempts - 1, delay)
             self._sleep(delay)
             attempt += 1
 

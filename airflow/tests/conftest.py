@@ -31,17 +31,19 @@ def jwt(exp: float) -> str:
 
 @pytest.fixture(scope="session")
 def stack() -> dict:
-    """API_URL, DEMO_USERNAME and DEMO_PASSWORD from the environment or `.local/stack.env`."""
+    """API_URL, the demo user (every role: it reads the events back) and the gerador user (producer
+    only: the DAG's connection) from the environment or `.local/stack.env`."""
     settings = {}
     env_file = ROOT / ".local" / "stack.env"
     if env_file.exists():
         for line in env_file.read_text().splitlines():
             key, _, value = line.partition("=")
             settings[key] = value
-    for key in ("API_URL", "DEMO_USERNAME", "DEMO_PASSWORD"):
+    keys = ("API_URL", "DEMO_USERNAME", "DEMO_PASSWORD", "GERADOR_USERNAME", "GERADOR_PASSWORD")
+    for key in keys:
         if os.environ.get(key):
             settings[key] = os.environ[key]
-    missing = [key for key in ("API_URL", "DEMO_USERNAME", "DEMO_PASSWORD") if not settings.get(key)]
+    missing = [key for key in keys if not settings.get(key)]
     if missing:
         pytest.fail(f"no stack to run the DAG against: {', '.join(missing)} unset; run scripts/up first")
     return settings

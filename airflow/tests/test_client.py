@@ -84,7 +84,7 @@ def test_logs_in_once_and_reuses_the_token_until_it_expires(http, client):
 def test_renews_an_expiring_access_token_with_the_refresh_token(http, client, clock):
     login_reply(http)
     fresh = jwt(NOW + 900)
-    refresh = http.post(f"{BASE}/api/token/refresh", json={"access": fresh})
+    refresh = http.post(f"{BASE}/api/token/refresh", json={"access": fresh, "refresh": jwt(NOW + 86401)})
     batch = batch_reply(http)
 
     client.post_batch(EVENTS, "k1")
@@ -94,6 +94,69 @@ def test_renews_an_expiring_access_token_with_the_refresh_token(http, client, cl
     assert paths(http) == ["/api/token", "/api/events/batch", "/api/token/refresh", "/api/events/batch"]
     assert refresh.call_count == 1
     assert batch.calls[1].request.headers["Authorization"] == f"Bearer {fresh}"
+
+
+def test_keeps_the_rotated_refresh_token_and_never_sends_a_refresh_token_twice(http, clock):
+    store = DictStore()
+    client = EventStreamClient(BASE, "demo", "secret", clock=clock, token_store=store)
+    first_refresh, second_refresh, third_refresh = jwt(NOW + 86400), jwt(NOW + 86401), jwt(NOW + 86402)
+    http.post(f"{BASE}/api/token", json={"access": jwt(NOW + 300), "refresh": first_refresh})
+    # Each refresh answers a new pair, as the API rotates refresh tokens.
+    http.post(f"{BASE}/api/token/refresh", json={"access": jwt(NOW + 600), "refresh": second_refresh})
+    http.post(f"{BASE}/api/token/refresh", json={"access": jwt(NOW + 900), "refresh": third_refresh})
+    batch_reply(http)
+
+    client.post_batch(EVENTS, "k1")
+    clock.now = NOW + 300
+    client.post_batch(EVENTS, "k2")
+    assert store.tokens["refresh"] == second_refresh
+    clock.now = NOW + 600
+    client.post_batch(EVENTS, "k3")
+
+    sent = [json.loads(call.request.body)["refresh"] for call in http.calls
+            if call.request.path_url.endswith("/refresh")]
+    assert sent == [first_refresh, second_refresh]
+    assert store.tokens["refresh"] == third_refresh and client._tokens["refresh"] == third_refresh
+    assert paths(http).count("/api/token") == 1
+
+
+@pytest.mark.parametrize("failure", [{"status": 503, "json": {"error": {"code": "unavailable"}}},
+                                     {"body": requests.ConnectionError("refused")}])
+def test_a_failed_refresh_is_not_retried_and_logs_in_instead(http, client, clock, sleeps, failure):
+    login = login_reply(http)
+    refresh = http.post(f"{BASE}/api/token/refresh", **failure)
+    batch_reply(http)
+
+    client.post_batch(EVENTS, "k1")
+    clock.now = NOW + 300
+    client.post_batch(EVENTS, "k2")
+
+    # The refresh token may have been used up by the failed request: sending it again could
+    # revoke the login.
+    assert refresh.call_count == 1 and login.call_count == 2 and sleeps == []
+    assert paths(http) == ["/api/token", "/api/events/batch", "/api/token/refresh", "/api/token", "/api/events/batch"]
+
+
+def test_a_reused_refresh_token_is_refused_and_the_client_logs_in_again(http, client, clock):
+    login = login_reply(http)
+    http.post(f"{BASE}/api/token/refresh", status=401, json=error("refresh_token_reused"))
+    batch_reply(http)
+
+    client.post_batch(EVENTS, "k1")
+    clock.now = NOW + 300
+    assert client.post_batch(EVENTS, "k2")[0] == 201
+
+    assert login.call_count == 2
+
+
+def test_a_throttled_login_waits_as_long_as_retry_after_says(http, client, sleeps):
+    http.post(f"{BASE}/api/token", status=429, headers={"Retry-After": "5"}, json=error("too_many_attempts"))
+    login = login_reply(http)
+    batch_reply(http)
+
+    assert client.post_batch(EVENTS, "k1")[0] == 201
+
+    assert login.call_count == 1 and paths(http).count("/api/token") == 2 and sleeps == [5.0]
 
 
 def test_logs_in_again_when_the_refresh_token_is_refused(http, client, clock):
@@ -123,7 +186,7 @@ def test_logs_in_without_trying_an_expired_refresh_token(http, client, clock):
 def test_a_401_from_the_batch_renews_the_token_once_and_posts_again(http, client):
     login_reply(http)
     renewed = jwt(NOW + 900)
-    http.post(f"{BASE}/api/token/refresh", json={"access": renewed})
+    http.post(f"{BASE}/api/token/refresh", json={"access": renewed, "refresh": jwt(NOW + 86401)})
     # `responses` answers the replies registered for one URL in turn, the last one from then on.
     rejected = http.post(f"{BASE}/api/events/batch", status=401, json=error("invalid_token"))
     accepted = batch_reply(http, status=200)
@@ -138,7 +201,7 @@ def test_a_401_from_the_batch_renews_the_token_once_and_posts_again(http, client
 
 def test_a_second_401_from_the_batch_is_an_error(http, client):
     login_reply(http)
-    http.post(f"{BASE}/api/token/refresh", json={"access": jwt(NOW + 900)})
+    http.post(f"{BASE}/api/token/refresh", json={"access": jwt(NOW + 900), "refresh": jwt(NOW + 86401)})
     http.post(f"{BASE}/api/events/batch", status=401, json=error("invalid_token"))
 
     with pytest.raises(ApiError) as raised:

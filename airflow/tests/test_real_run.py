@@ -1,5 +1,6 @@
 """gerador_eventos in a real Airflow: `airflow dags test` posts through the local stack's API Gateway
-(scripts/up), and the events are then read back through the REST API."""
+(scripts/up) as the gerador user (producer only, as airflow/connection sets it), and the events are
+then read back through the REST API as the demo user (a producer may not read them)."""
 
 import json
 import os
@@ -23,9 +24,10 @@ EVENTS_PER_RUN = 10
 
 @pytest.fixture(scope="module")
 def airflow_env(stack, tmp_path_factory):
-    """A fresh Airflow home with a migrated database, and the connection set as a deployment would."""
-    connection = {"conn_type": "http", "host": stack["API_URL"], "login": stack["DEMO_USERNAME"],
-                  "password": stack["DEMO_PASSWORD"]}
+    """A fresh Airflow home with a migrated database, and the connection set as a deployment would:
+    the gerador user, a producer."""
+    connection = {"conn_type": "http", "host": stack["API_URL"], "login": stack["GERADOR_USERNAME"],
+                  "password": stack["GERADOR_PASSWORD"]}
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(tmp_path_factory.mktemp("airflow-home")),
@@ -44,14 +46,19 @@ def airflow(env, *args) -> str:
     return output
 
 
-@pytest.fixture(scope="module")
-def api(stack):
+def signed_in(stack, user) -> requests.Session:
     session = requests.Session()
     reply = session.post(f"{stack['API_URL']}/api/token", timeout=30,
-                         json={"username": stack["DEMO_USERNAME"], "password": stack["DEMO_PASSWORD"]})
+                         json={"username": stack[f"{user}_USERNAME"], "password": stack[f"{user}_PASSWORD"]})
     reply.raise_for_status()
     session.headers["Authorization"] = f"Bearer {reply.json()['access']}"
     return session
+
+
+@pytest.fixture(scope="module")
+def api(stack):
+    """The demo user, who may read events (the analyst role); the DAG's gerador may not."""
+    return signed_in(stack, "DEMO")
 
 
 def events_with_source(api, stack, source) -> list[dict]:
@@ -92,3 +99,12 @@ def test_a_run_posts_its_batch_and_a_rerun_of_it_posts_nothing(airflow_env, api,
     assert "logged in to" in first and "logged in to" not in second
     again = events_with_source(api, stack, source)
     assert sorted(event["id"] for event in again) == sorted(event["id"] for event in events)
+
+
+def test_the_dags_user_may_post_but_not_read(stack):
+    gerador = signed_in(stack, "GERADOR")
+
+    reply = gerador.get(f"{stack['API_URL']}/api/events", params={"limit": 1}, timeout=30)
+
+    assert reply.status_code == 403, reply.text
+    assert reply.json()["error"]["code"] == "forbidden"

@@ -199,6 +199,7 @@ def test_a_wrong_password_shows_the_api_message_and_no_graphiql(visit, api, stac
 def test_a_refused_access_token_is_renewed_with_the_refresh_token_and_the_query_retried(visit, stack):
     page = visit.open()
     visit.sign_in_and_wait_for_the_schema(stack["DEMO_USERNAME"], stack["DEMO_PASSWORD"])
+    signed_in = visit.tokens()
     visit.spoil_tokens("access")
     calls_before = len(visit.api_calls)
 
@@ -206,7 +207,25 @@ def test_a_refused_access_token_is_renewed_with_the_refresh_token_and_the_query_
 
     methods_and_ends = [(m, p.split("/")[-1]) for m, p, _ in visit.api_calls[calls_before:]]
     assert methods_and_ends == [("POST", "graphql"), ("POST", "refresh"), ("POST", "graphql")]
-    assert visit.tokens()["access"] != "spoiled-access"
+    renewed = visit.tokens()
+    assert renewed["access"] != "spoiled-access"
+    # Refresh tokens rotate: the page keeps the answer's new one (the old one is used up)...
+    assert renewed["refresh"] and renewed["refresh"] != signed_in["refresh"]
+    expect(page.locator("#sign-in-form")).to_be_hidden()
+
+    # ...and renews with it the next time: had it sent the old one again, the API would have
+    # revoked the whole sign-in and the page would be back at its form.
+    visit.spoil_tokens("access")
+    calls_before = len(visit.api_calls)
+    graphql_path = urlsplit(visit.url).path
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and urlsplit(r.url).path == graphql_path and r.status == 200
+    ):
+        visit.run_query()
+
+    methods_and_ends = [(m, p.split("/")[-1]) for m, p, _ in visit.api_calls[calls_before:]]
+    assert methods_and_ends == [("POST", "graphql"), ("POST", "refresh"), ("POST", "graphql")]
+    assert visit.tokens()["refresh"] not in (None, signed_in["refresh"], renewed["refresh"])
     expect(page.locator("#sign-in-form")).to_be_hidden()
 
 
