@@ -4,9 +4,9 @@ Every two minutes it draws `events_per_run` statuses by `status_weights` and pos
 API's batch endpoint with the `source` param. The API's base URL and credentials come from the
 Airflow Connection `eventstream_api` (host = base URL, login, password), e.g. set as
 `AIRFLOW_CONN_EVENTSTREAM_API='{"conn_type": "http", "host": "http://...", "login": "gerador",
-"password": "..."}'`: a user with the `producer` role, all the DAG needs. The batch is derived from the run (its logical date, or its run id) and
-posted with an Idempotency-Key derived from it too, so a retried task or a re-run of the same run
-stores nothing twice.
+"password": "..."}'`: a user with the `producer` role, all the DAG needs. The batch is derived
+from the run (its logical date, or its run id) and posted with an Idempotency-Key derived from it
+too, so a retried task or a re-run of the same run stores nothing twice.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ import pytest
 
 from hostile import ROOT, jwt_secret, repo_env
 
-PRIVATE_FILES = [".env", ".local/demo-password", ".local/gerador-password", ".local/stack.env", ".local/sam-parameters.yaml"]
+PRIVATE_FILES = [".env", ".local/demo-password", ".local/gerador-password", ".local/stack.env",
+                 ".local/sam-parameters.yaml"]
 
 
 @pytest.mark.parametrize("name", PRIVATE_FILES)
