@@ -8,5 +8,5 @@ pub use event::{Event, EventInput, NewEvent, PipelineState, Status};
 pub use role::{Role, UnknownRole};
 pub use validation::{
     FieldError, MAX_ATTRIBUTES_BYTES, MAX_BATCH_EVENTS, MAX_DESCRIPTION_CHARS, MAX_SOURCE_CHARS, MAX_TITLE_CHARS,
-    is_bidi_control, reject_nul, validate_batch,
+    is_bidi_control, reject_nul, search_text, validate_batch,
 };

@@ -231,17 +231,15 @@ impl TryFrom<EventsFilter> for EventFilter {
     type Error = GqlError;
 
     fn try_from(filter: EventsFilter) -> Result<Self, GqlError> {
-        for (field, text) in [("filter.source", &filter.source), ("filter.search", &filter.search)] {
-            if let Some(text) = text {
-                domain::reject_nul(field, text)?;
-            }
+        if let Some(source) = &filter.source {
+            domain::reject_nul("filter.source", source)?;
         }
         Ok(EventFilter {
             statuses: filter.statuses.unwrap_or_default(),
             source: filter.source,
             since: filter.since,
             until: filter.until,
-            text: filter.search.filter(|text| !text.is_empty()),
+            text: domain::search_text("filter.search", filter.search)?,
             pipeline_states: filter.pipeline_states.unwrap_or_default(),
         })
     }

@@ -12,7 +12,7 @@ use super::{
     extract::{Analyst, Authorized, JsonBody, Producer},
 };
 use crate::{
-    domain::{Event, EventInput, FieldError, NewEvent, Status, reject_nul, validate_batch},
+    domain::{Event, EventInput, FieldError, NewEvent, Status, reject_nul, search_text, validate_batch},
     intake::idempotency_claim,
     store::{Cursor, EventFilter, IdempotencyClaim, Insertion},
 };
@@ -104,10 +104,8 @@ pub async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<EventList>, ApiError> {
     let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
-    for (field, text) in [("source", &query.source), ("q", &query.q)] {
-        if let Some(text) = text {
-            reject_nul(field, text)?;
-        }
+    if let Some(source) = &query.source {
+        reject_nul("source", source)?;
     }
     let filter = EventFilter {
         statuses: query
@@ -119,7 +117,7 @@ pub async fn list(
         source: query.source,
         since: query.since.as_deref().map(|text| timestamp("since", text)).transpose()?,
         until: query.until.as_deref().map(|text| timestamp("until", text)).transpose()?,
-        text: query.q.filter(|q| !q.is_empty()),
+        text: search_text("q", query.q)?,
         pipeline_states: Vec::new(),
     };
     let limit = match query.limit {
