@@ -207,9 +207,9 @@ const EVERY_EVENT_FIELD: &str = "id title description status source occurredAt r
     notifications { channel recipients state attempts lastError createdAt sentAt }";
 const EVERY_PIPELINE_FIELD: &str = "states { state count } received dispatched processed \
     oldestUndispatchedAgeSeconds emailsSent emailsFailed emailsPending deadLetters";
-/// Too short for the trigram index and found in no seeded event: a page searching for it reads every
-/// event and returns none.
-const SHORT_SEARCHES: [&str; 3] = ["zq", "zx", "qz"];
+/// Each in 70% of the seeded events: the costliest searches the limits accept (shorter ones, which
+/// the trigram index cannot serve, are refused), a page cheap and its `totalCount` not.
+const COMMON_SEARCHES: [&str; 3] = ["finished", "finishe", "inished"];
 /// In the title of 70% of the seeded events (every success).
 const COMMON_SEARCH: &str = "finished";
 
@@ -488,7 +488,7 @@ fn costliest_cases(until: DateTime<Utc>) -> Vec<Case> {
         widest(TimeDelta::days(1)),
         rfc3339(until)
     );
-    let [a, b, c] = SHORT_SEARCHES;
+    let [a, b, c] = COMMON_SEARCHES;
     let searches = format!(
         "a: events(first: {MAX_PAGE_SIZE}, filter: {{ search: \"{a}\" }}) {{ totalCount nodes {{ id }} }} \
          b: events(first: {MAX_PAGE_SIZE}, filter: {{ search: \"{b}\" }}) {{ nodes {{ id }} }} \
@@ -520,7 +520,7 @@ fn costliest_cases(until: DateTime<Utc>) -> Vec<Case> {
                 "{{ events(first: {MAX_PAGE_SIZE}, filter: {{ search: \"{COMMON_SEARCH}\" }}) {{ totalCount nodes {{ id }} }} }}"
             ),
         ),
-        case("3 pages of 2-letter searches + totalCount", format!("{{ {searches} }}")),
+        case("3 pages of common searches + totalCount", format!("{{ {searches} }}")),
         case("all of it: every aggregate + the 3 searches", format!("{{ {aggregates} {searches} }}")),
     ]
 }
