@@ -21,3 +21,19 @@ pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
+
+    use super::bearer_token;
+
+    #[test]
+    fn one_bearer_header_gives_its_token_and_two_give_none() {
+        let mut headers = HeaderMap::new();
+        headers.append(AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        assert_eq!(bearer_token(&headers), Some("abc"));
+        headers.append(AUTHORIZATION, HeaderValue::from_static("Bearer other"));
+        assert_eq!(bearer_token(&headers), None);
+    }
+}

@@ -43,8 +43,9 @@ pub async fn obtain(
         )
         .into());
     }
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(FieldError::new("password", format!("must be at most {MAX_PASSWORD_BYTES} bytes")).into());
+    if password.len() > MAX_PASSWORD_BYTES || password.contains('\0') {
+        let message = format!("must be at most {MAX_PASSWORD_BYTES} bytes, without NUL characters");
+        return Err(FieldError::new("password", message).into());
     }
     Ok(Json(state.sessions.login(&username, password, &client).await?))
 }
