@@ -17,13 +17,14 @@ from dataclasses import dataclass
 
 from api import Api
 
-PROGRESS = """query Progress($source: String) {
-  stored: events(filter: {source: $source}, first: 1) { totalCount }
-  received: events(filter: {source: $source, pipelineStates: [RECEIVED]}, first: 1) { totalCount }
-  handling: events(filter: {source: $source, statuses: [WARNING, ERROR], pipelineStates: [DISPATCHED]}, first: 1) {
-    totalCount
-  }
-}"""
+# One query each: the API rations totalCount (a full count) to one per request.
+PROGRESS = {
+    "stored": "query($source: String) { stored: events(filter: {source: $source}, first: 1) { totalCount } }",
+    "received": "query($source: String) { received: events(filter: {source: $source, pipelineStates: [RECEIVED]},"
+                " first: 1) { totalCount } }",
+    "handling": "query($source: String) { handling: events(filter: {source: $source, statuses: [WARNING, ERROR],"
+                " pipelineStates: [DISPATCHED]}, first: 1) { totalCount } }",
+}
 PAGE = """query Page($source: String, $after: String) {
   events(filter: {source: $source}, first: 500, after: $after) {
     nodes { id status pipelineState routing { handler } notifications { state } }
@@ -133,7 +134,7 @@ def check(api: Api, source: str, accepted: dict[str, str], timeout: float, mail_
     started = time.monotonic()
     printed = started
     while True:
-        progress = api.graphql(PROGRESS, source=source)
+        progress = {key: api.graphql(query, source=source)[key] for key, query in PROGRESS.items()}
         stored, received, handling = (progress[key]["totalCount"] for key in ("stored", "received", "handling"))
         elapsed = time.monotonic() - started
         settled = stored >= len(accepted) and received == 0 and handling == 0
