@@ -68,13 +68,9 @@ impl LoginState {
 
 /// The login function's routes, without the Lambda path handling; see [`login_service`].
 pub fn login_router(state: LoginState) -> Router {
-    Router::new()
-        .route("/api/token", post(tokens::obtain))
-        .route("/api/token/refresh", post(tokens::refresh))
-        .fallback(|| async { ApiError::NotFound("route") })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+    let routes =
+        Router::new().route("/api/token", post(tokens::obtain)).route("/api/token/refresh", post(tokens::refresh));
+    with_json_errors(routes, state)
 }
 
 /// The service the login function serves.
@@ -89,11 +85,17 @@ pub fn login_service(
 
 /// The ingest function's routes, without the Lambda path handling; see [`service`].
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/api/health", get(health::check))
         .route("/api/events", post(events::create).get(events::list))
         .route("/api/events/batch", post(events::create_batch))
-        .route("/api/events/{id}", get(events::get))
+        .route("/api/events/{id}", get(events::get));
+    with_json_errors(routes, state)
+}
+
+/// What every REST function answers alike: JSON 404 and 405, and the body limit.
+fn with_json_errors<S: Clone + Send + Sync + 'static>(routes: Router<S>, state: S) -> Router {
+    routes
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
