@@ -68,13 +68,13 @@ pub async fn run_with_dispatch(
     shutdown: impl Future<Output = ()>,
 ) -> Snapshot {
     let stats = Arc::new(Stats::default());
-    let routes = routes(&config, aws, dispatch_function);
+    let lanes = lanes(&config, aws, dispatch_function);
     let (stop, mut stopping) = watch::channel(None);
     let bridge = async {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         loop {
             let started = Instant::now();
-            if let Err(error) = session(&config, &routes, &mut stopping.clone(), &stats).await {
+            if let Err(error) = session(&config, &lanes, &mut stopping.clone(), &stats).await {
                 tracing::warn!(%error, "RabbitMQ session failed");
             }
             if stopping.borrow().is_some() {
@@ -124,8 +124,8 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Where each consumed queue goes.
-struct Route {
+/// One queue the bridge consumes and where its messages go.
+struct Lane {
     queue: Queue,
     destination: Arc<Destination>,
     batch_size: usize,
@@ -145,9 +145,9 @@ impl Destination {
     }
 }
 
-fn routes(config: &BridgeConfig, aws: &SdkConfig, dispatch_function: Option<Arc<dyn DispatchFunction>>) -> Vec<Route> {
+fn lanes(config: &BridgeConfig, aws: &SdkConfig, dispatch_function: Option<Arc<dyn DispatchFunction>>) -> Vec<Lane> {
     let sqs = aws_sdk_sqs::Client::new(aws);
-    let forward = |queue, queue_url: &str| Route {
+    let forward = |queue, queue_url: &str| Lane {
         queue,
         destination: Arc::new(Destination::Sqs(SqsForwarder {
             client: sqs.clone(),
@@ -156,11 +156,11 @@ fn routes(config: &BridgeConfig, aws: &SdkConfig, dispatch_function: Option<Arc<
         })),
         batch_size: sqs::MAX_BATCH_ENTRIES,
     };
-    let mut routes =
+    let mut lanes =
         vec![forward(Queue::Warning, &config.warning_queue_url), forward(Queue::Error, &config.error_queue_url)];
     if let Some(function) = dispatch_function {
         let region = aws.region().map_or("us-east-1", |region| region.as_ref());
-        routes.push(Route {
+        lanes.push(Lane {
             queue: Queue::Dispatch,
             destination: Arc::new(Destination::Dispatch(DispatchInvoker {
                 function,
@@ -173,7 +173,7 @@ fn routes(config: &BridgeConfig, aws: &SdkConfig, dispatch_function: Option<Arc<
             batch_size: dispatch::MAX_BATCH_MESSAGES.min(usize::from(config.prefetch)),
         });
     }
-    routes
+    lanes
 }
 
 /// Why a connection to RabbitMQ could not be used.
@@ -185,10 +185,10 @@ enum SessionError {
     Amqp(#[from] lapin::Error),
 }
 
-/// One connection's life: consumes every route until the bridge stops or a consumer fails.
+/// One connection's life: consumes every lane until the bridge stops or a consumer fails.
 async fn session(
     config: &BridgeConfig,
-    routes: &[Route],
+    lanes: &[Lane],
     stopping: &mut GiveUp,
     stats: &Arc<Stats>,
 ) -> Result<(), SessionError> {
@@ -198,7 +198,7 @@ async fn session(
         tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(config.amqp_url.expose_secret(), properties))
             .await
             .map_err(|_| SessionError::ConnectTimeout(CONNECT_TIMEOUT))??;
-    let consumed = consume(&connection, config, routes, stopping, stats).await;
+    let consumed = consume(&connection, config, lanes, stopping, stats).await;
     // Closing hands every unacknowledged message back to its queue.
     if let Err(error) = connection.close(200, "bridge stopping".into()).await {
         tracing::debug!(%error, "closing the RabbitMQ connection failed");
@@ -214,31 +214,31 @@ pub fn connection_name(config: &BridgeConfig) -> String {
 async fn consume(
     connection: &Connection,
     config: &BridgeConfig,
-    routes: &[Route],
+    lanes: &[Lane],
     stopping: &mut GiveUp,
     stats: &Arc<Stats>,
 ) -> Result<(), SessionError> {
     declare_topology(&connection.create_channel().await?, &config.topology).await?;
     let (give_up, give_up_at) = watch::channel(None);
     let mut pumps = JoinSet::new();
-    for route in routes {
+    for lane in lanes {
         let channel = connection.create_channel().await?;
         channel.basic_qos(config.prefetch, BasicQosOptions::default()).await?;
-        let queue = config.topology.queue_name(route.queue);
+        let queue = config.topology.queue_name(lane.queue);
         let consumer = channel
             .basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
             .await?;
         let pump = Pump {
-            queue: route.queue,
-            destination: route.destination.clone(),
-            batch_size: route.batch_size,
+            queue: lane.queue,
+            destination: lane.destination.clone(),
+            batch_size: lane.batch_size,
             window: config.batch_window,
             give_up_at: give_up_at.clone(),
             stats: stats.clone(),
         };
         pumps.spawn(pump.run(consumer));
     }
-    tracing::info!(queues = routes.len(), prefetch = config.prefetch, "consuming from RabbitMQ");
+    tracing::info!(queues = lanes.len(), prefetch = config.prefetch, "consuming from RabbitMQ");
     tokio::select! {
         stopped = stopping.wait_for(Option::is_some) => {
             give_up.send_replace(stopped.map_or(Some(Instant::now()), |deadline| *deadline));

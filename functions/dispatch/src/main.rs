@@ -2,9 +2,7 @@
 //! the sweep of events stuck before routing.
 
 use eventstream::{
-    config::DispatchConfig,
-    handlers::dispatch::{DispatchState, handle},
-    store::{PgRoutingStore, lazy_pool},
+    bus::AmqpBus, config::DispatchConfig, handlers::dispatch::handle, pipeline::Dispatcher, store::lazy_pool,
 };
 use lambda_runtime::{Error, run, service_fn, tracing};
 
@@ -12,10 +10,6 @@ use lambda_runtime::{Error, run, service_fn, tracing};
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let config = DispatchConfig::from_env()?;
-    let state = DispatchState {
-        routing: PgRoutingStore::new(lazy_pool(&config.database)?),
-        bus: config.amqp.bus(),
-        sweep: config.sweep,
-    };
-    run(service_fn(|event| handle(&state, event))).await
+    let dispatcher = Dispatcher::new(lazy_pool(&config.database)?, AmqpBus::from_config(&config.amqp), config.sweep);
+    run(service_fn(|event| handle(&dispatcher, event))).await
 }

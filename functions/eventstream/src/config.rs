@@ -5,6 +5,7 @@
 
 use std::{str::FromStr, time::Duration};
 
+use lettre::message::Mailbox;
 use secrecy::{ExposeSecret, SecretString};
 
 /// How long a statement may run when DATABASE_STATEMENT_TIMEOUT_MS is not set: far longer than any
@@ -69,7 +70,7 @@ pub struct AmqpConfig {
 pub struct DispatchConfig {
     pub database: DatabaseConfig,
     pub amqp: AmqpConfig,
-    pub sweep: crate::handlers::dispatch::SweepSettings,
+    pub sweep: SweepConfig,
 }
 
 impl DispatchConfig {
@@ -81,12 +82,21 @@ impl DispatchConfig {
         Ok(Self {
             database: DatabaseConfig::from_lookup(lookup)?,
             amqp: AmqpConfig::from_lookup(lookup)?,
-            sweep: crate::handlers::dispatch::SweepSettings {
+            sweep: SweepConfig {
                 older_than: Duration::from_secs(optional(lookup, "SWEEP_AFTER_SECONDS", 60)?),
                 limit: optional(lookup, "SWEEP_LIMIT", 1_000)?,
             },
         })
     }
+}
+
+/// How the dispatch function's sweep finds events whose publish was lost.
+#[derive(Clone, Copy, Debug)]
+pub struct SweepConfig {
+    /// An event still `received` after this long is taken as lost on its way to dispatch.
+    pub older_than: Duration,
+    /// At most this many are published again per run; the next run takes the rest.
+    pub limit: i64,
 }
 
 /// What the API functions need: ingest (REST) and graphql.
@@ -192,11 +202,6 @@ impl AmqpConfig {
             queue_prefix: optional(lookup, "AMQP_QUEUE_PREFIX", String::new())?,
             timeout: Duration::from_millis(optional(lookup, "AMQP_TIMEOUT_MS", 3_000)?),
         })
-    }
-
-    /// The publisher for this configuration; it connects on first use.
-    pub fn bus(&self) -> crate::bus::AmqpBus {
-        crate::bus::AmqpBus::new(self.url.clone(), crate::bus::Topology::with_prefix(&self.queue_prefix), self.timeout)
     }
 }
 
@@ -306,8 +311,8 @@ pub struct SmtpConfig {
 /// Who error alerts come from and go to, and where their links point.
 #[derive(Clone, Debug)]
 pub struct AlertConfig {
-    pub from: crate::mail::Mailbox,
-    pub recipients: Vec<crate::mail::Mailbox>,
+    pub from: Mailbox,
+    pub recipients: Vec<Mailbox>,
     /// The API's base URL without a trailing slash, stage included (`https://…/Prod`).
     pub api_base_url: String,
 }

@@ -1,8 +1,10 @@
-//! EventStream: the domain, its ports and adapters, authentication and the Lambda handlers.
+//! EventStream: the domain, its adapters, the use cases and the handlers of every Lambda function.
 //!
-//! Each Lambda function under `functions/` is a thin `main.rs` over this crate: it reads the
-//! [`config::Config`], builds its state once per cold start and hands a handler from
-//! [`handlers`] to the Lambda runtime.
+//! Layers, each depending only on those after it: [`handlers`] and [`admin`] → [`graphql`] →
+//! [`pipeline`] → [`auth`] → [`store`], [`bus`], [`mail`] → [`config`] → [`domain`]. `docs/architecture.md` says
+//! what belongs where. Each Lambda function under `functions/` is a thin `main.rs` over this
+//! crate: it reads its configuration, builds its state once per cold start and hands a handler
+//! from [`handlers`] to the Lambda runtime.
 
 pub mod admin;
 pub mod auth;
@@ -11,8 +13,8 @@ pub mod config;
 pub mod domain;
 pub mod graphql;
 pub mod handlers;
-pub mod intake;
 pub mod mail;
+pub mod pipeline;
 pub mod store;
 
 /// The schema every database EventStream talks to is migrated to, embedded at build time.

@@ -1,6 +1,7 @@
 //! The graphql function: EventStream's analytics API behind API Gateway.
 
 use eventstream::{
+    bus::AmqpBus,
     config::ApiConfig,
     handlers::{
         graphql::{GraphqlState, malformed_request, router},
@@ -16,6 +17,6 @@ async fn main() -> Result<(), Error> {
     // RabbitMQ too: createEvent hands new events to the pipeline, as ingest does.
     let config = ApiConfig::from_env()?;
     let pool = lazy_pool(&config.database)?;
-    let state = GraphqlState::new(pool, &config.jwt, config.amqp.bus());
+    let state = GraphqlState::new(pool, &config.jwt, AmqpBus::from_config(&config.amqp));
     run_http(lambda_service(router(state)), malformed_request).await
 }

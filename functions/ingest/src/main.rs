@@ -1,11 +1,11 @@
 //! The ingest function: EventStream's REST API behind API Gateway.
 
 use eventstream::{
+    bus::AmqpBus,
     config::ApiConfig,
-    handlers::http::{
-        AppState,
-        lambda::{malformed_request, run_http},
-        service,
+    handlers::{
+        http::lambda::run_http,
+        rest::{AppState, malformed_request, service},
     },
     store::lazy_pool,
 };
@@ -16,5 +16,5 @@ async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let config = ApiConfig::from_env()?;
     let pool = lazy_pool(&config.database)?;
-    run_http(service(AppState::new(pool, &config.jwt, config.amqp.bus())), malformed_request).await
+    run_http(service(AppState::new(pool, &config.jwt, AmqpBus::from_config(&config.amqp))), malformed_request).await
 }

@@ -3,10 +3,9 @@
 
 use eventstream::{
     config::LoginConfig,
-    handlers::http::{
-        LoginState,
-        lambda::{malformed_request, run_http},
-        login_service,
+    handlers::{
+        http::lambda::run_http,
+        rest::{LoginState, login_service, malformed_request},
     },
     store::lazy_pool,
 };

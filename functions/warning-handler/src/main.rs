@@ -1,9 +1,7 @@
 //! The warning-handler function: records each warning event that SQS `warning-events` delivers.
 
 use eventstream::{
-    config::DatabaseConfig,
-    handlers::sqs::warning::{WarningHandler, handle},
-    store::lazy_pool,
+    config::DatabaseConfig, handlers::sqs::handle_warning_events, pipeline::WarningHandling, store::lazy_pool,
 };
 use lambda_runtime::{Error, run, service_fn, tracing};
 
@@ -11,6 +9,6 @@ use lambda_runtime::{Error, run, service_fn, tracing};
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let database = DatabaseConfig::from_env()?;
-    let state = WarningHandler::new(lazy_pool(&database)?);
-    run(service_fn(|event| handle(&state, event))).await
+    let warnings = WarningHandling::new(lazy_pool(&database)?);
+    run(service_fn(|event| handle_warning_events(&warnings, event))).await
 }

@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
 use super::{EventMessage, MAX_EVENTS_PER_MESSAGE, Queue, Topology};
+use crate::config::AmqpConfig;
 
 /// Persistent: the broker writes the message to disk before it confirms it.
 const PERSISTENT: u8 = 2;
@@ -69,6 +70,11 @@ pub struct AmqpBus {
 impl AmqpBus {
     pub fn new(url: SecretString, topology: Topology, timeout: Duration) -> Self {
         Self { url, topology, timeout, channel: Mutex::new(None) }
+    }
+
+    /// The publisher a deployment's configuration describes; it connects on first use.
+    pub fn from_config(config: &AmqpConfig) -> Self {
+        Self::new(config.url.clone(), Topology::with_prefix(&config.queue_prefix), config.timeout)
     }
 
     pub fn topology(&self) -> &Topology {

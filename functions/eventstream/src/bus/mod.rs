@@ -6,6 +6,8 @@ mod message;
 pub use amqp::{AmqpBus, BusError, declare_topology};
 pub use message::{EventMessage, MAX_EVENTS_PER_MESSAGE, MessageError, SCHEMA_VERSION};
 
+use crate::domain::Handler;
+
 /// The queues of the pipeline, named by role; [`Topology`] gives their names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Queue {
@@ -20,7 +22,7 @@ pub enum Queue {
 impl Queue {
     pub const ALL: [Queue; 3] = [Queue::Dispatch, Queue::Warning, Queue::Error];
 
-    /// The routing rules' name for the queue (`routing_rules.target_queue`).
+    /// The queue's part in the pipeline; its broker name is this under the topology's prefix.
     pub fn role(self) -> &'static str {
         match self {
             Queue::Dispatch => "dispatch",
@@ -28,13 +30,14 @@ impl Queue {
             Queue::Error => "error",
         }
     }
+}
 
-    /// The handler queue a routing rule names; `dispatch` is not a routing target.
-    pub fn from_target(target: &str) -> Option<Queue> {
-        match target {
-            "warning" => Some(Queue::Warning),
-            "error" => Some(Queue::Error),
-            _ => None,
+/// The queue in front of a handler.
+impl From<Handler> for Queue {
+    fn from(handler: Handler) -> Self {
+        match handler {
+            Handler::Warning => Queue::Warning,
+            Handler::Error => Queue::Error,
         }
     }
 }
@@ -93,8 +96,9 @@ mod tests {
     }
 
     #[test]
-    fn only_handler_queues_are_routing_targets() {
-        assert_eq!(Queue::from_target("error"), Some(Queue::Error));
-        assert_eq!(Queue::from_target("dispatch"), None);
+    fn each_handler_has_the_queue_of_its_name() {
+        for handler in Handler::ALL {
+            assert_eq!(Queue::from(handler).role(), handler.as_str());
+        }
     }
 }

@@ -20,7 +20,7 @@ pub use query::{DEFAULT_PAGE_SIZE, MAX_STATS_BUCKETS, MutationRoot, QueryRoot};
 
 use crate::{
     auth::Claims,
-    intake::Intake,
+    pipeline::Intake,
     store::{PgAnalyticsStore, PgEventStore},
 };
 

@@ -17,7 +17,7 @@ use super::{
 use crate::{
     auth::Claims,
     domain::{EventInput, PipelineState, Role, reject_nul},
-    intake::idempotency_claim,
+    pipeline::idempotency_claim,
     store::{Cursor, EventFilter},
 };
 
@@ -117,7 +117,7 @@ impl QueryRoot {
         #[graphql(desc = "Received before.")] until: Option<DateTime<Utc>>,
     ) -> Result<Vec<StatusCount>, GqlError> {
         let counts = ctx.data_unchecked::<Services>().analytics.status_counts(since, until).await?;
-        Ok(counts.into_iter().map(|(status, count)| StatusCount { status, count }).collect())
+        Ok(counts.into_iter().map(|(status, count)| StatusCount { status: status.into(), count }).collect())
     }
 
     /// The sources that sent the most events, most first.
@@ -146,7 +146,11 @@ impl QueryRoot {
             received: count(PipelineState::Received),
             dispatched: count(PipelineState::Dispatched),
             processed: count(PipelineState::Processed),
-            states: health.by_state.iter().map(|&(state, count)| PipelineStateCount { state, count }).collect(),
+            states: health
+                .by_state
+                .iter()
+                .map(|&(state, count)| PipelineStateCount { state: state.into(), count })
+                .collect(),
             oldest_undispatched_age_seconds: health
                 .oldest_undispatched_at
                 .map(|oldest| (Utc::now() - oldest).as_seconds_f64().max(0.0)),

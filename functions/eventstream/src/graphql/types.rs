@@ -6,8 +6,7 @@ use uuid::Uuid;
 
 use super::{error::GqlError, guard::RoleGuard, loaders::Loaders};
 use crate::{
-    bus::Queue,
-    domain::{self, EventInput, PipelineState, Role, Status},
+    domain::{self, EventInput, Role},
     store::{self, Cursor, EventFilter, NotificationRecord, PgEventStore},
 };
 
@@ -34,7 +33,7 @@ impl Event {
 
     /// How it turned out at its source; decides where the pipeline routes it.
     async fn status(&self) -> Status {
-        self.0.status
+        self.0.status.into()
     }
 
     /// The system that sent it, when it said.
@@ -59,7 +58,7 @@ impl Event {
 
     /// How far the pipeline has taken it.
     async fn pipeline_state(&self) -> PipelineState {
-        self.0.pipeline_state
+        self.0.pipeline_state.into()
     }
 
     /// When the pipeline state last changed.
@@ -81,9 +80,7 @@ impl Event {
     /// The warning or error handler's record of it; null until a handler has processed it.
     async fn processing(&self, ctx: &Context<'_>) -> Result<Option<Processing>, GqlError> {
         let record = ctx.data_unchecked::<Loaders>().processing.load_one(self.0.id).await?;
-        record
-            .map(|record| Ok(Processing { handler: record.handler.try_into()?, processed_at: record.processed_at }))
-            .transpose()
+        Ok(record.map(|record| Processing { handler: record.handler.into(), processed_at: record.processed_at }))
     }
 
     /// The notifications sent, or being sent, about it, oldest first.
@@ -93,27 +90,40 @@ impl Event {
     }
 }
 
+/// How an event turned out at its source; decides where the pipeline routes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[graphql(remote = "domain::Status")]
+pub enum Status {
+    /// It went well; finished at dispatch.
+    Success,
+    /// Worth knowing; finished at dispatch.
+    Info,
+    /// Something to look at; handled by the warning handler.
+    Warning,
+    /// Something failed; handled by the error handler, which emails people about it.
+    Error,
+}
+
+/// How far the pipeline has taken an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[graphql(remote = "domain::PipelineState")]
+pub enum PipelineState {
+    /// Stored, not yet routed.
+    Received,
+    /// Routed by the dispatcher.
+    Dispatched,
+    /// Handled by the warning or error handler.
+    Processed,
+}
+
 /// The two handlers the dispatcher can hand an event to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[graphql(remote = "domain::Handler")]
 pub enum Handler {
     /// The warning handler (SQS `warning-events`).
     Warning,
     /// The error handler (SQS `error-events`), which also sends email.
     Error,
-}
-
-impl TryFrom<Queue> for Handler {
-    type Error = GqlError;
-
-    fn try_from(queue: Queue) -> Result<Self, GqlError> {
-        match queue {
-            Queue::Warning => Ok(Handler::Warning),
-            Queue::Error => Ok(Handler::Error),
-            Queue::Dispatch => {
-                Err(store::StoreError::Corrupt("the dispatch queue recorded as a handler".into()).into())
-            }
-        }
-    }
 }
 
 /// The dispatcher's decision for one event.
@@ -123,8 +133,8 @@ pub struct Routing(pub store::RoutingRecord);
 #[Object]
 impl Routing {
     /// The handler it was sent to; null when dispatch finished it (success and info events).
-    async fn handler(&self) -> Result<Option<Handler>, GqlError> {
-        self.0.target.map(Handler::try_from).transpose()
+    async fn handler(&self) -> Option<Handler> {
+        self.0.target.map(Handler::from)
     }
 
     /// The routing rule that matched, if one did.
@@ -149,6 +159,7 @@ pub struct Processing {
 
 /// Where sending a notification stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[graphql(remote = "domain::NotificationState")]
 pub enum NotificationState {
     /// Not yet tried.
     Pending,
@@ -178,14 +189,8 @@ impl Notification {
     }
 
     /// Where sending it stands.
-    async fn state(&self) -> Result<NotificationState, GqlError> {
-        match self.0.state.as_str() {
-            "pending" => Ok(NotificationState::Pending),
-            "sending" => Ok(NotificationState::Sending),
-            "sent" => Ok(NotificationState::Sent),
-            "failed" => Ok(NotificationState::Failed),
-            other => Err(GqlError::from(store::StoreError::Corrupt(format!("notification state {other:?}")))),
-        }
+    async fn state(&self) -> NotificationState {
+        self.0.state.into()
     }
 
     /// How many times sending it was tried.
@@ -235,12 +240,12 @@ impl TryFrom<EventsFilter> for EventFilter {
             domain::reject_nul("filter.source", source)?;
         }
         Ok(EventFilter {
-            statuses: filter.statuses.unwrap_or_default(),
+            statuses: filter.statuses.unwrap_or_default().into_iter().map(Into::into).collect(),
             source: filter.source,
             since: filter.since,
             until: filter.until,
             text: domain::search_text("filter.search", filter.search)?,
-            pipeline_states: filter.pipeline_states.unwrap_or_default(),
+            pipeline_states: filter.pipeline_states.unwrap_or_default().into_iter().map(Into::into).collect(),
         })
     }
 }
@@ -441,7 +446,7 @@ impl From<CreateEventInput> for EventInput {
         EventInput {
             title: Some(input.title),
             description: input.description,
-            status: Some(input.status.as_str().to_string()),
+            status: Some(domain::Status::from(input.status).as_str().to_string()),
             source: input.source,
             occurred_at: input.occurred_at,
             attributes: input.attributes,

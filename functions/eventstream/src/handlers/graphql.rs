@@ -14,13 +14,13 @@ use axum::{
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::http::{MAX_BODY_BYTES, extract::is_json};
+use super::http::{Authenticating, Caller, MAX_BODY_BYTES, Unauthenticated, is_json};
 use crate::{
-    auth::{AuthError, Authenticator, TokenCodec, bearer_token},
+    auth::{AuthError, Authenticator, TokenCodec},
     bus::AmqpBus,
     config::JwtConfig,
     graphql::{EventStreamSchema, Services, code},
-    intake::Intake,
+    pipeline::Intake,
     store::{PgAnalyticsStore, PgEventStore, PgUserStore},
 };
 
@@ -52,15 +52,23 @@ impl GraphqlState {
     }
 }
 
+impl Authenticating for GraphqlState {
+    type Rejection = Refused;
+
+    fn authenticator(&self) -> &Authenticator {
+        &self.authenticator
+    }
+}
+
 /// The routes of the graphql function.
 pub fn router(state: GraphqlState) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(execute))
         .fallback(|| async {
-            failure(StatusCode::NOT_FOUND, code::BAD_REQUEST, "no such route; GraphQL is at /graphql")
+            Refused::new(StatusCode::NOT_FOUND, code::BAD_REQUEST, "no such route; GraphQL is at /graphql")
         })
         .method_not_allowed_fallback(|| async {
-            failure(StatusCode::METHOD_NOT_ALLOWED, code::BAD_REQUEST, "use POST to run a query, GET for GraphiQL")
+            Refused::new(StatusCode::METHOD_NOT_ALLOWED, code::BAD_REQUEST, "use POST to run a query, GET for GraphiQL")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -82,31 +90,10 @@ async fn graphiql() -> impl IntoResponse {
 
 async fn execute(
     State(state): State<GraphqlState>,
+    Caller(caller): Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Some(token) = bearer_token(&headers) else {
-        return failure(StatusCode::UNAUTHORIZED, code::UNAUTHENTICATED, "an Authorization: Bearer token is required");
-    };
-    let caller = match state.authenticator.authenticate(token).await {
-        Ok(claims) => claims,
-        Err(AuthError::Store(error)) => {
-            tracing::error!(error = ?error, "token check failed");
-            return failure(
-                StatusCode::SERVICE_UNAVAILABLE,
-                code::UNAVAILABLE,
-                "a service the API depends on is unavailable, try again",
-            );
-        }
-        Err(error) => {
-            tracing::info!(%error, "token refused");
-            return failure(
-                StatusCode::UNAUTHORIZED,
-                code::UNAUTHENTICATED,
-                "the token is invalid, expired or revoked",
-            );
-        }
-    };
     if !is_json(headers.get(header::CONTENT_TYPE)) {
         return failure(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -158,6 +145,51 @@ async fn execute(
 /// a GraphQL response.
 pub fn malformed_request(message: &str) -> Response {
     failure(StatusCode::BAD_REQUEST, code::BAD_REQUEST, message)
+}
+
+/// A request refused before it reached the schema.
+pub struct Refused {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl Refused {
+    fn new(status: StatusCode, code: &'static str, message: &str) -> Self {
+        Self { status, code, message: message.to_owned() }
+    }
+}
+
+impl From<Unauthenticated> for Refused {
+    fn from(refusal: Unauthenticated) -> Self {
+        match refusal {
+            Unauthenticated::MissingToken => {
+                Refused::new(StatusCode::UNAUTHORIZED, code::UNAUTHENTICATED, &refusal.to_string())
+            }
+            Unauthenticated::Refused(AuthError::Store(error)) => {
+                tracing::error!(error = ?error, "token check failed");
+                Refused::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    code::UNAVAILABLE,
+                    "a service the API depends on is unavailable, try again",
+                )
+            }
+            Unauthenticated::Refused(error) => {
+                tracing::info!(%error, "token refused");
+                Refused::new(
+                    StatusCode::UNAUTHORIZED,
+                    code::UNAUTHENTICATED,
+                    "the token is invalid, expired or revoked",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        failure(self.status, self.code, &self.message)
+    }
 }
 
 /// A request refused before it reached the schema, in the shape of a GraphQL response.

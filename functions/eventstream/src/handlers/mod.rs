@@ -1,6 +1,8 @@
-//! Handlers: turn a Lambda event into a domain call and its result into a Lambda response.
+//! Handlers: turn a Lambda event, an HTTP request or a GraphQL request into a use-case call from
+//! [`crate::pipeline`] (or a store query) and its result into the response.
 
 pub mod dispatch;
 pub mod graphql;
 pub mod http;
+pub mod rest;
 pub mod sqs;

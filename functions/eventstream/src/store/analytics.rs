@@ -8,10 +8,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::{
-    bus::Queue,
-    domain::{PipelineState, Status},
-};
+use super::parse_stored;
+use crate::domain::{Handler, NotificationState, PipelineState, Status};
 
 /// Analytics and history queries over PostgreSQL.
 #[derive(Clone, Debug)]
@@ -54,7 +52,7 @@ pub struct PipelineHealth {
 pub struct RoutingRecord {
     pub event_id: Uuid,
     /// `None`: finished at dispatch.
-    pub target: Option<Queue>,
+    pub target: Option<Handler>,
     pub rule_id: Option<i64>,
     pub routed_at: DateTime<Utc>,
 }
@@ -63,8 +61,7 @@ pub struct RoutingRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessingRecord {
     pub event_id: Uuid,
-    /// The handler's queue: [`Queue::Warning`] or [`Queue::Error`].
-    pub handler: Queue,
+    pub handler: Handler,
     pub processed_at: DateTime<Utc>,
 }
 
@@ -74,8 +71,7 @@ pub struct NotificationRecord {
     pub event_id: Uuid,
     pub channel: String,
     pub recipients: Vec<String>,
-    /// `pending`, `sending`, `sent` or `failed`.
-    pub state: String,
+    pub state: NotificationState,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -221,7 +217,7 @@ impl PgAnalyticsStore {
         .await?;
         rows.into_iter()
             .map(|row| {
-                let target = row.target_queue.as_deref().map(super::stored_queue).transpose()?;
+                let target = row.target_queue.as_deref().map(parse_stored).transpose()?;
                 Ok(RoutingRecord { event_id: row.event_id, target, rule_id: row.rule_id, routed_at: row.routed_at })
             })
             .collect()
@@ -243,7 +239,7 @@ impl PgAnalyticsStore {
         .await?;
         rows.into_iter()
             .map(|row| {
-                let handler = super::stored_queue(&row.handler)?;
+                let handler = parse_stored(&row.handler)?;
                 Ok(ProcessingRecord { event_id: row.event_id, handler, processed_at: row.processed_at })
             })
             .collect()
@@ -252,15 +248,27 @@ impl PgAnalyticsStore {
     /// The notifications about these events, oldest first.
     #[tracing::instrument(skip_all, fields(events = event_ids.len()))]
     pub async fn notifications(&self, event_ids: &[Uuid]) -> Result<Vec<NotificationRecord>, StoreError> {
-        let rows = sqlx::query_as!(
-            NotificationRecord,
+        let rows = sqlx::query!(
             "SELECT event_id, channel, recipients, state, attempts, last_error, created_at, sent_at
              FROM notifications WHERE event_id = ANY($1) ORDER BY created_at, channel",
             event_ids
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows)
+        rows.into_iter()
+            .map(|row| {
+                Ok(NotificationRecord {
+                    event_id: row.event_id,
+                    channel: row.channel,
+                    recipients: row.recipients,
+                    state: parse_stored(&row.state)?,
+                    attempts: row.attempts,
+                    last_error: row.last_error,
+                    created_at: row.created_at,
+                    sent_at: row.sent_at,
+                })
+            })
+            .collect()
     }
 
     /// The usernames of these users.

@@ -1,9 +1,11 @@
+use std::time::Duration;
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{StoreError, parse_stored};
 use crate::domain::{Event, NewEvent, PipelineState, Status};
 
 /// Events in PostgreSQL.
@@ -102,8 +104,8 @@ impl TryFrom<EventRow> for Event {
     fn try_from(row: EventRow) -> Result<Self, Self::Error> {
         Ok(Event {
             id: row.id,
-            status: row.status.parse().map_err(|_| StoreError::Corrupt(format!("status {:?}", row.status)))?,
-            pipeline_state: row.pipeline_state.parse().map_err(|error| StoreError::Corrupt(format!("{error}")))?,
+            status: parse_stored(&row.status)?,
+            pipeline_state: parse_stored(&row.pipeline_state)?,
             title: row.title,
             description: row.description,
             source: row.source,
@@ -236,6 +238,26 @@ impl PgEventStore {
         .fetch_optional(&self.pool)
         .await?;
         row.map(Event::try_from).transpose()
+    }
+
+    /// Events still `received` after `older_than`, oldest first: their publish for dispatch was
+    /// lost, or never happened.
+    #[tracing::instrument(skip(self))]
+    pub async fn undispatched(&self, older_than: Duration, limit: i64) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query_as!(
+            EventRow,
+            "SELECT id, title, description, status, source, occurred_at, received_at, attributes,
+                    pipeline_state, pipeline_updated_at, user_id
+             FROM events
+             WHERE pipeline_state = 'received' AND received_at < now() - $1::float8 * interval '1 second'
+             ORDER BY received_at
+             LIMIT $2",
+            older_than.as_secs_f64(),
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        into_events(rows)
     }
 
     /// Up to `limit` events matching `filter`, newest first, after `cursor`.

@@ -1,12 +1,13 @@
-//! What the SQS handlers record: warnings and errors they handled, the email each error event
-//! gets, and the messages nobody could read.
+//! What the warning and error handlers record: the events they handled and the email each error
+//! event gets.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{StoreError, parse_stored};
+use crate::domain::NotificationState;
 
 /// The handlers' records in PostgreSQL.
 #[derive(Clone, Debug)]
@@ -115,9 +116,9 @@ impl PgHandlingStore {
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok(match (row.attempt, row.state.as_str()) {
+        Ok(match (row.attempt, parse_stored(&row.state)?) {
             (Some(attempt), _) => Claim::Claimed { attempt },
-            (None, "sent") => Claim::AlreadySent,
+            (None, NotificationState::Sent) => Claim::AlreadySent,
             (None, _) => Claim::HeldElsewhere,
         })
     }
@@ -170,10 +171,5 @@ impl PgHandlingStore {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    /// Parks a message that no retry can make readable, for a person to look at.
-    pub async fn dead_letter(&self, origin: &str, body: &str, error: &str) -> Result<(), StoreError> {
-        super::dead_letters::park(&self.pool, origin, body, error).await
     }
 }

@@ -8,7 +8,7 @@ mod routing;
 mod sessions;
 mod users;
 
-use std::time::Duration;
+use std::{str::FromStr, time::Duration};
 
 use secrecy::ExposeSecret;
 use sqlx::{
@@ -19,6 +19,7 @@ use sqlx::{
 pub use analytics::{
     NotificationRecord, PgAnalyticsStore, PipelineHealth, ProcessingRecord, RoutingRecord, SourceCount, StatsBucket,
 };
+pub use dead_letters::PgDeadLetterStore;
 pub use events::{Cursor, EventFilter, IdempotencyClaim, Insertion, InvalidCursor, PgEventStore};
 pub use handling::{Claim, PgHandlingStore, Recorded};
 pub use routing::{PgRoutingStore, Routing, RoutingDecision};
@@ -39,9 +40,10 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
-/// A handler queue as a stored row names it (`event_routings.target_queue`, the processing records).
-fn stored_queue(name: &str) -> Result<crate::bus::Queue, StoreError> {
-    crate::bus::Queue::from_target(name).ok_or_else(|| StoreError::Corrupt(format!("handler queue {name:?}")))
+/// A domain value read from the text a row stores it as; anything the domain does not know means
+/// the row was written by something else, and is reported rather than guessed at.
+fn parse_stored<T: FromStr<Err: std::fmt::Display>>(text: &str) -> Result<T, StoreError> {
+    text.parse().map_err(|error: T::Err| StoreError::Corrupt(error.to_string()))
 }
 
 /// Builds the pool a process shares across invocations; connects on first use, so a cold start

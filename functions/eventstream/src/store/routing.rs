@@ -1,13 +1,10 @@
-use std::time::Duration;
+//! Dispatch's side of the database: the routing rules and the routings it recorded.
 
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::StoreError;
-use crate::{
-    bus::{EventMessage, Queue, SCHEMA_VERSION},
-    domain::Status,
-};
+use super::{StoreError, parse_stored};
+use crate::domain::Handler;
 
 /// What dispatch decided, or found already decided, for one event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,7 +17,7 @@ pub struct RoutingDecision {
     /// The rule that matched, if any.
     pub rule_id: Option<i64>,
     /// Where the event goes; `None` finishes it at dispatch.
-    pub target: Option<Queue>,
+    pub target: Option<Handler>,
 }
 
 /// One routing to record.
@@ -28,10 +25,10 @@ pub struct RoutingDecision {
 pub struct Routing {
     pub event_id: Uuid,
     pub rule_id: Option<i64>,
-    pub target: Option<Queue>,
+    pub target: Option<Handler>,
 }
 
-/// Routing rules, routings, parked messages and the outbox sweep, in PostgreSQL.
+/// Routing rules and routings, in PostgreSQL.
 #[derive(Clone, Debug)]
 pub struct PgRoutingStore {
     pool: PgPool,
@@ -73,7 +70,7 @@ impl PgRoutingStore {
         .await?;
         rows.into_iter()
             .map(|row| {
-                let target = row.target_queue.as_deref().map(super::stored_queue).transpose()?;
+                let target = row.target_queue.as_deref().map(parse_stored).transpose()?;
                 Ok(RoutingDecision {
                     event_id: row.event_id,
                     known: row.known,
@@ -91,7 +88,7 @@ impl PgRoutingStore {
     pub async fn record(&self, routings: &[Routing]) -> Result<(), StoreError> {
         let ids: Vec<Uuid> = routings.iter().map(|r| r.event_id).collect();
         let rules: Vec<Option<i64>> = routings.iter().map(|r| r.rule_id).collect();
-        let targets: Vec<Option<&str>> = routings.iter().map(|r| r.target.map(Queue::role)).collect();
+        let targets: Vec<Option<&str>> = routings.iter().map(|r| r.target.map(Handler::as_str)).collect();
         sqlx::query!(
             r#"
             WITH recorded AS (
@@ -109,39 +106,5 @@ impl PgRoutingStore {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    /// Keeps a message no consumer can read, for a person to look at.
-    pub async fn park(&self, origin: &str, body: &str, error: &str) -> Result<(), StoreError> {
-        super::dead_letters::park(&self.pool, origin, body, error).await
-    }
-
-    /// Events still `received` after `older_than`: their publish was lost, or never happened.
-    #[tracing::instrument(skip(self))]
-    pub async fn stuck(&self, older_than: Duration, limit: i64) -> Result<Vec<EventMessage>, StoreError> {
-        let rows = sqlx::query!(
-            r#"
-            SELECT id, status, source, title, received_at FROM events
-            WHERE pipeline_state = 'received' AND received_at < now() - $1::float8 * interval '1 second'
-            ORDER BY received_at
-            LIMIT $2
-            "#,
-            older_than.as_secs_f64(),
-            limit
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(EventMessage {
-                    schema: SCHEMA_VERSION,
-                    event_id: row.id,
-                    status: row.status.parse::<Status>().map_err(|_| StoreError::Corrupt(row.status.clone()))?,
-                    source: row.source,
-                    title: row.title,
-                    received_at: row.received_at,
-                })
-            })
-            .collect()
     }
 }

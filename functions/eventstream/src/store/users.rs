@@ -72,10 +72,7 @@ impl TryFrom<UserRow> for User {
 }
 
 fn parse_roles(names: &[String]) -> Result<Vec<Role>, StoreError> {
-    names
-        .iter()
-        .map(|name| name.parse().map_err(|error: crate::domain::UnknownRole| StoreError::Corrupt(error.to_string())))
-        .collect()
+    names.iter().map(|name| super::parse_stored(name)).collect()
 }
 
 fn role_names(roles: &[Role]) -> Vec<String> {

@@ -12,7 +12,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use axum::response::{IntoResponse as _, Response};
+use axum::response::Response;
 use lambda_http::{
     Adapter, Body, BoxFuture, Error, IntoResponse, LambdaEvent, Request, Service,
     aws_lambda_events::apigw::ApiGatewayProxyResponse, lambda_runtime::Diagnostic, request::LambdaRequest,
@@ -20,19 +20,12 @@ use lambda_http::{
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::ApiError;
-
 /// What the client is told when its request could not be read.
 pub const MALFORMED_REQUEST: &str = "the request cannot be read: a header, the method, the path or the query string \
                                      is not valid HTTP (control characters are not allowed in headers, for instance)";
 
 /// Renders the answer to an event that is not a valid HTTP request, in its API's error shape.
 pub type Refusal = fn(&str) -> Response;
-
-/// The REST API's [`Refusal`]: 400 `malformed_request`.
-pub fn malformed_request(message: &str) -> Response {
-    ApiError::MalformedRequest(message.to_owned()).into_response()
-}
 
 /// Serves `service` on the Lambda runtime, as `lambda_http::run` does, answering events that are not
 /// valid HTTP requests with `refuse`.
@@ -135,6 +128,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::handlers::rest::malformed_request;
 
     const REST_EVENT: &str = include_str!("../../../../../events/ingest-list-events-rest.json");
     const HTTP_EVENT: &str = include_str!("../../../../../events/ingest-create-event-http.json");

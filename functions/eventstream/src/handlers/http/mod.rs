@@ -1,115 +1,30 @@
-//! The REST API: the ingest function's routes (events, health) and the login function's (tokens),
-//! axum routers served through `lambda_http`. Login is a function of its own so that a flood of
-//! logins, each an argon2 run, cannot take the instances that store events.
+//! What the HTTP functions (ingest and login with the REST API, graphql) share at the edge: serving
+//! on Lambda, routing on the path the client asked for, the body limit, the JSON content type
+//! and the caller's token.
 
-mod error;
-mod events;
-pub(crate) mod extract;
-mod health;
+mod caller;
 pub mod lambda;
-mod tokens;
-
-use std::sync::Arc;
 
 use axum::{
     Router,
-    extract::DefaultBodyLimit,
-    http::Uri,
-    routing::{get, post},
+    http::{HeaderValue, Uri},
 };
 use lambda_http::{Request, RequestExt, request::RequestContext};
-use sqlx::PgPool;
 use tower::{Service, ServiceBuilder};
 
-pub use error::ApiError;
-
-use crate::{
-    auth::{Authenticator, Sessions, TokenCodec},
-    bus::AmqpBus,
-    config::{JwtConfig, LoginThrottleConfig},
-    intake::Intake,
-    store::{PgEventStore, PgSessionStore, PgUserStore},
-};
+pub use caller::{Authenticating, Caller, Unauthenticated};
 
 /// Request bodies above this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-/// What the ingest handlers share, built once per cold start.
-#[derive(Clone)]
-pub struct AppState {
-    pub events: PgEventStore,
-    pub authenticator: Authenticator,
-    pub intake: Intake,
-}
-
-impl AppState {
-    pub fn new(pool: PgPool, jwt: &JwtConfig, bus: AmqpBus) -> Self {
-        let events = PgEventStore::new(pool.clone());
-        Self {
-            intake: Intake::new(events.clone(), Arc::new(bus)),
-            events,
-            authenticator: Authenticator::new(Arc::new(TokenCodec::new(jwt)), PgUserStore::new(pool)),
-        }
-    }
-}
-
-/// What the login function keeps between invocations.
-#[derive(Clone)]
-pub struct LoginState {
-    pub sessions: Sessions,
-}
-
-impl LoginState {
-    pub fn new(pool: PgPool, jwt: &JwtConfig, throttle: LoginThrottleConfig) -> Self {
-        let tokens = Arc::new(TokenCodec::new(jwt));
-        Self { sessions: Sessions::new(tokens, PgUserStore::new(pool.clone()), PgSessionStore::new(pool), throttle) }
-    }
-}
-
-/// The login function's routes, without the Lambda path handling; see [`login_service`].
-pub fn login_router(state: LoginState) -> Router {
-    let routes =
-        Router::new().route("/api/token", post(tokens::obtain)).route("/api/token/refresh", post(tokens::refresh));
-    with_json_errors(routes, state)
-}
-
-/// The service the login function serves.
-pub fn login_service(
-    state: LoginState,
-) -> impl Service<Request, Response = axum::response::Response, Error = std::convert::Infallible, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    lambda_service(login_router(state))
-}
-
-/// The ingest function's routes, without the Lambda path handling; see [`service`].
-pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .route("/api/health", get(health::check))
-        .route("/api/events", post(events::create).get(events::list))
-        .route("/api/events/batch", post(events::create_batch))
-        .route("/api/events/{id}", get(events::get));
-    with_json_errors(routes, state)
-}
-
-/// What every REST function answers alike: JSON 404 and 405, and the body limit.
-fn with_json_errors<S: Clone + Send + Sync + 'static>(routes: Router<S>, state: S) -> Router {
-    routes
-        .fallback(|| async { ApiError::NotFound("route") })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
-}
-
-/// The service `lambda_http::run` serves: the router behind the API Gateway path rewrite.
-pub fn service(
-    state: AppState,
-) -> impl Service<Request, Response = axum::response::Response, Error = std::convert::Infallible, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    lambda_service(router(state))
+/// Whether a Content-Type says JSON: `application/json` or any `+json` type, parameters allowed.
+pub fn is_json(content_type: Option<&HeaderValue>) -> bool {
+    let Some(mime) =
+        content_type.and_then(|value| value.to_str().ok()).and_then(|value| value.parse::<mime::Mime>().ok())
+    else {
+        return false;
+    };
+    mime.type_() == mime::APPLICATION && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
 }
 
 /// `router` as a service for `lambda_http::run`, routing on the path the client asked for.
@@ -169,6 +84,17 @@ fn strip_stage<'a>(path: &'a str, stage: &str) -> &'a str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        for accepted in ["application/json", "application/json; charset=utf-8", "application/problem+json"] {
+            assert!(is_json(Some(&HeaderValue::from_static(accepted))), "{accepted}");
+        }
+        for refused in ["text/plain", "application/x-www-form-urlencoded", "json", ""] {
+            assert!(!is_json(Some(&HeaderValue::from_static(refused))), "{refused}");
+        }
+        assert!(!is_json(None));
+    }
 
     #[test]
     fn the_stage_is_stripped_only_as_a_whole_leading_segment() {

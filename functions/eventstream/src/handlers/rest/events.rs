@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     domain::{Event, EventInput, FieldError, NewEvent, Status, reject_nul, search_text, validate_batch},
-    intake::idempotency_claim,
+    pipeline::idempotency_claim,
     store::{Cursor, EventFilter, IdempotencyClaim, Insertion},
 };
 

@@ -1,19 +1,21 @@
-//! Extractors that turn a malformed request into an [`ApiError`] instead of axum's plain text.
+//! Extractors that turn a malformed or unauthorised request into an [`ApiError`] instead of
+//! axum's plain text.
 
 use std::marker::PhantomData;
 
 use axum::{
     body::Bytes,
-    extract::{FromRef, FromRequest, FromRequestParts, Request},
+    extract::{FromRequest, FromRequestParts, Request},
     http::{StatusCode, header, request::Parts},
 };
 use lambda_http::request::RequestContext;
 use serde::de::DeserializeOwned;
 
-use super::{ApiError, AppState, MAX_BODY_BYTES};
+use super::ApiError;
 use crate::{
-    auth::{Claims, bearer_token},
+    auth::Claims,
     domain::Role,
+    handlers::http::{Authenticating, Caller, MAX_BODY_BYTES, is_json},
 };
 
 /// A JSON request body; errors name the path of the field that failed to parse.
@@ -47,32 +49,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-pub(crate) fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
-    let Some(mime) =
-        content_type.and_then(|value| value.to_str().ok()).and_then(|value| value.parse::<mime::Mime>().ok())
-    else {
-        return false;
-    };
-    mime.type_() == mime::APPLICATION && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
-}
-
-/// The caller, proven by a valid access token whose user is still active and on its version.
-#[derive(Debug)]
-pub struct Authenticated(pub Claims);
-
-impl<S: Send + Sync> FromRequestParts<S> for Authenticated
-where
-    AppState: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(&parts.headers).ok_or(ApiError::MissingToken)?;
-        let state = AppState::from_ref(state);
-        Ok(Authenticated(state.authenticator.authenticate(token).await?))
-    }
-}
-
 /// A role an endpoint requires, as a type, so a handler's signature says who may call it.
 pub trait RequiredRole {
     const ROLE: Role;
@@ -98,14 +74,11 @@ pub struct Authorized<R> {
     role: PhantomData<R>,
 }
 
-impl<S: Send + Sync, R: RequiredRole> FromRequestParts<S> for Authorized<R>
-where
-    AppState: FromRef<S>,
-{
+impl<S: Authenticating<Rejection = ApiError> + Send + Sync, R: RequiredRole> FromRequestParts<S> for Authorized<R> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Authenticated(claims) = Authenticated::from_request_parts(parts, state).await?;
+        let Caller(claims) = Caller::from_request_parts(parts, state).await?;
         if !claims.has_role(R::ROLE) {
             return Err(ApiError::Forbidden(R::ROLE));
         }
@@ -126,23 +99,5 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
             _ => None,
         };
         Ok(ClientAddress(address.filter(|address| !address.is_empty()).unwrap_or_else(|| "unknown".into())))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use axum::http::HeaderValue;
-
-    use super::*;
-
-    #[test]
-    fn json_content_types_are_recognised() {
-        for accepted in ["application/json", "application/json; charset=utf-8", "application/problem+json"] {
-            assert!(is_json(Some(&HeaderValue::from_static(accepted))), "{accepted}");
-        }
-        for refused in ["text/plain", "application/x-www-form-urlencoded", "json", ""] {
-            assert!(!is_json(Some(&HeaderValue::from_static(refused))), "{refused}");
-        }
-        assert!(!is_json(None));
     }
 }

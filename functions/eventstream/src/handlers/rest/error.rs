@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::{
     auth::{AuthError, LoginError},
     domain::{FieldError, Role},
+    handlers::http::Unauthenticated,
     store::StoreError,
 };
 
@@ -109,6 +110,15 @@ impl From<sqlx::Error> for ApiError {
             // A statement past statement_timeout: the database is too busy for it now.
             error if crate::store::is_query_canceled(&error) => ApiError::Unavailable(error.into()),
             other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<Unauthenticated> for ApiError {
+    fn from(refusal: Unauthenticated) -> Self {
+        match refusal {
+            Unauthenticated::MissingToken => ApiError::MissingToken,
+            Unauthenticated::Refused(error) => error.into(),
         }
     }
 }
