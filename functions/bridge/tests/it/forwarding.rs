@@ -1,14 +1,13 @@
 //! The bridge forwards RabbitMQ `warning`/`error` to their SQS queues and acknowledges them.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use eventstream::{
     bus::{Queue, Topology},
     domain::Status,
 };
-use support::*;
+
+use crate::helpers::{RunningBridge, SqsQueues, aws, config, ids, messages, publish, ready_messages, wait_until};
 
 #[tokio::test]
 async fn every_warning_and_error_reaches_its_sqs_queue_and_rabbitmq_ends_empty() {

@@ -1,31 +1,29 @@
 //! The dispatch function's handler fed Amazon MQ batches (the `events/` fixture's shape), against
 //! the real PostgreSQL and RabbitMQ.
 
-mod support;
-
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use eventstream::{
-    bus::{AmqpBus, EventMessage, Queue},
+    bus::{EventMessage, Queue},
     domain::Status,
     handlers::dispatch::{DispatchReport, DispatchRequest, DispatchState, SweepSettings, handle},
     store::PgRoutingStore,
 };
 use lambda_runtime::{Context, LambdaEvent};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use support::{Rest, TestApi, amqp_url};
 use uuid::Uuid;
 
-const FIXTURE: &str = include_str!("../../../events/dispatch-rabbitmq.json");
+use crate::helpers::{Rest, TestApi, count};
+
+const FIXTURE: &str = include_str!("../../../../events/dispatch-rabbitmq.json");
 
 fn dispatcher(api: &TestApi) -> DispatchState {
     DispatchState {
         routing: PgRoutingStore::new(api.pool.clone()),
-        bus: AmqpBus::new(SecretString::from(amqp_url()), api.topology.clone(), Duration::from_secs(2)),
+        bus: api.bus(),
         sweep: SweepSettings { older_than: Duration::from_secs(60), limit: 1_000 },
     }
 }
@@ -139,8 +137,7 @@ async fn a_redelivered_batch_changes_nothing_twice(pool: PgPool) {
     assert_eq!(first, (1, 1));
     assert_eq!(again, DispatchReport { already_routed: 3, ..Default::default() });
     assert_eq!((api.drain(Queue::Warning).await.len(), api.drain(Queue::Error).await.len()), (0, 0));
-    let routings: i64 = sqlx::query_scalar("SELECT count(*) FROM event_routings").fetch_one(&pool).await.unwrap();
-    assert_eq!(routings, 3);
+    assert_eq!(count(&pool, "event_routings").await, 3);
 }
 
 #[sqlx::test(migrations = "../../migrations")]

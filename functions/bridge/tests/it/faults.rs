@@ -1,7 +1,5 @@
 //! The bridge loses nothing when killed, stopped, or refused by SQS.
 
-mod support;
-
 use std::{
     process::{Child, Command, Stdio},
     time::Duration,
@@ -11,7 +9,11 @@ use eventstream::{
     bus::{Queue, Topology},
     domain::Status,
 };
-use support::*;
+
+use crate::helpers::{
+    AMQP_URL, RunningBridge, SqsQueues, aws, config, create_queue, delete_topology, endpoint, ids, messages, publish,
+    ready_messages, unique, wait_until,
+};
 
 /// The bridge binary against `topology` and the test's SQS queues.
 fn spawn_bridge(topology_prefix: &str, sqs: &SqsQueues) -> Child {

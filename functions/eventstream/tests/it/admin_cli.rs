@@ -1,16 +1,14 @@
 //! `eventstream-admin` as an operator runs it: a real process, a real database, the password on stdin.
 
-mod support;
-
 use std::{
     io::Write,
     process::{Command, Output, Stdio},
 };
 
 use axum::http::StatusCode;
-use serde_json::json;
 use sqlx::PgPool;
-use support::{Rest, TestApi};
+
+use crate::helpers::{Rest, TestApi, count};
 
 /// The URL of the database `#[sqlx::test]` made for this test.
 fn database_url(pool: &PgPool) -> String {
@@ -34,7 +32,7 @@ fn admin(pool: &PgPool, args: &[&str], stdin: &str) -> Output {
 }
 
 async fn login_status(api: &TestApi, username: &str, password: &str) -> StatusCode {
-    api.call(Rest::post("/api/token").json(&json!({ "username": username, "password": password }))).await.status
+    api.call(Rest::login(username, password)).await.status
 }
 
 #[sqlx::test(migrations = false)]
@@ -85,8 +83,7 @@ async fn mistakes_fail_with_a_message_and_change_nothing(pool: PgPool) {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
-    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&pool).await.unwrap();
-    assert_eq!(users, 1);
+    assert_eq!(count(&pool, "users").await, 1);
     let api = TestApi::new(pool);
     assert_eq!(login_status(&api, "ops", "first-password").await, StatusCode::OK);
 }
@@ -112,7 +109,7 @@ async fn roles_are_granted_and_revoked_and_sign_out_ends_every_token(pool: PgPoo
 
     let granted = admin(&pool, &["grant", "dag", "analyst", "admin"], "");
     assert!(String::from_utf8_lossy(&granted.stdout).contains("[admin, analyst, producer]"), "{granted:?}");
-    let pair = api.call(Rest::post("/api/token").json(&json!({ "username": "dag", "password": "dag-password" }))).await;
+    let pair = api.call(Rest::login("dag", "dag-password")).await;
     let access = pair.body["access"].as_str().unwrap().to_string();
     assert_eq!(api.call(Rest::get("/api/events").bearer(&access)).await.status, StatusCode::OK);
 
@@ -120,13 +117,13 @@ async fn roles_are_granted_and_revoked_and_sign_out_ends_every_token(pool: PgPoo
     assert!(String::from_utf8_lossy(&revoked.stdout).contains("[admin, producer]"), "{revoked:?}");
     assert_eq!(api.call(Rest::get("/api/events").bearer(&access)).await.status, StatusCode::UNAUTHORIZED);
 
-    let pair = api.call(Rest::post("/api/token").json(&json!({ "username": "dag", "password": "dag-password" }))).await;
+    let pair = api.call(Rest::login("dag", "dag-password")).await;
     assert_eq!(
         api.call(Rest::get("/api/events").bearer(pair.body["access"].as_str().unwrap())).await.status,
         StatusCode::FORBIDDEN
     );
     assert!(admin(&pool, &["sign-out", "dag"], "").status.success());
-    let refresh = api.call(Rest::post("/api/token/refresh").json(&json!({ "refresh": pair.body["refresh"] }))).await;
+    let refresh = api.call(Rest::refresh(&pair.body["refresh"])).await;
     assert_eq!(refresh.status, StatusCode::UNAUTHORIZED);
     assert!(!admin(&pool, &["sign-out", "ghost"], "").status.success());
 }

@@ -1,7 +1,5 @@
 //! The REST API end to end inside the function: API Gateway events in, real PostgreSQL behind.
 
-mod support;
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
@@ -9,15 +7,12 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use support::{HTTP_FIXTURE, PASSWORD, REST_FIXTURE, Rest, SECRET, TestApi, event_json};
 use uuid::Uuid;
+
+use crate::helpers::{HTTP_FIXTURE, PASSWORD, REST_FIXTURE, Reply, Rest, SECRET, TestApi, count, event_json};
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
-async fn login(api: &TestApi, username: &str, password: &str) -> support::Reply {
-    api.call(Rest::post("/api/token").json(&json!({ "username": username, "password": password }))).await
 }
 
 // ---------- fixtures from events/, as API Gateway sends them ----------
@@ -75,14 +70,13 @@ async fn valid_credentials_get_an_access_and_a_refresh_token(pool: PgPool) {
     let api = TestApi::new(pool);
     api.user("alice").await;
 
-    let reply = login(&api, "alice", PASSWORD).await;
+    let reply = api.call(Rest::login("alice", PASSWORD)).await;
 
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     let access = reply.body["access"].as_str().unwrap();
-    let refresh = reply.body["refresh"].as_str().unwrap();
     let created = api.call(Rest::post("/api/events").bearer(access).json(&event_json("t", "info"))).await;
     assert_eq!(created.status, StatusCode::CREATED);
-    let refreshed = api.call(Rest::post("/api/token/refresh").json(&json!({ "refresh": refresh }))).await;
+    let refreshed = api.call(Rest::refresh(&reply.body["refresh"])).await;
     assert_eq!(refreshed.status, StatusCode::OK);
     let listed = api.call(Rest::get("/api/events").bearer(refreshed.body["access"].as_str().unwrap())).await;
     assert_eq!(listed.status, StatusCode::OK);
@@ -96,7 +90,7 @@ async fn wrong_unknown_or_inactive_credentials_get_the_same_401(pool: PgPool) {
     sqlx::query("UPDATE users SET is_active = false WHERE username = 'bob'").execute(&pool).await.unwrap();
 
     for (username, password) in [("alice", "wrong password"), ("nobody", PASSWORD), ("bob", PASSWORD)] {
-        let reply = login(&api, username, password).await;
+        let reply = api.call(Rest::login(username, password)).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{username}");
         assert_eq!(reply.error(), ("invalid_credentials", None), "{username}");
         assert_eq!(reply.headers["www-authenticate"], "Bearer");
@@ -115,14 +109,14 @@ async fn a_login_without_a_password_names_the_field(pool: PgPool) {
 async fn an_access_token_cannot_refresh_and_a_deactivated_user_cannot_refresh(pool: PgPool) {
     let api = TestApi::new(pool.clone());
     api.user("alice").await;
-    let pair = login(&api, "alice", PASSWORD).await.body;
+    let pair = api.call(Rest::login("alice", PASSWORD)).await.body;
 
-    let reply = api.call(Rest::post("/api/token/refresh").json(&json!({ "refresh": pair["access"] }))).await;
+    let reply = api.call(Rest::refresh(&pair["access"])).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply.error().0, "invalid_token");
 
     sqlx::query("UPDATE users SET is_active = false").execute(&pool).await.unwrap();
-    let reply = api.call(Rest::post("/api/token/refresh").json(&json!({ "refresh": pair["refresh"] }))).await;
+    let reply = api.call(Rest::refresh(&pair["refresh"])).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -373,7 +367,7 @@ async fn each_bad_input_gets_its_status_and_stores_nothing(pool: PgPool) {
         assert_eq!(reply.headers["content-type"], "application/json", "{case}");
     }
     assert_eq!(api.event_count().await, 0);
-    assert_eq!(api.key_count().await, 0);
+    assert_eq!(count(&api.pool, "idempotency_keys").await, 0);
 }
 
 #[sqlx::test(migrations = "../../migrations")]
@@ -501,7 +495,7 @@ async fn concurrent_retries_with_one_key_store_one_event(pool: PgPool) {
     assert_eq!(api.event_count().await, 1);
 }
 
-async fn futures_join(api: &TestApi, requests: Vec<Rest>) -> Vec<support::Reply> {
+async fn futures_join(api: &TestApi, requests: Vec<Rest>) -> Vec<Reply> {
     let mut handles = tokio::task::JoinSet::new();
     for (index, request) in requests.into_iter().enumerate() {
         let api = TestApi::new(api.pool.clone());
@@ -526,7 +520,7 @@ async fn seed(api: &TestApi, token: &str) {
     assert_eq!(reply.status, StatusCode::CREATED);
 }
 
-fn titles(reply: &support::Reply) -> Vec<String> {
+fn titles(reply: &Reply) -> Vec<String> {
     reply.body["events"].as_array().unwrap().iter().map(|e| e["title"].as_str().unwrap().to_string()).collect()
 }
 

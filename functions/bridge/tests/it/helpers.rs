@@ -1,6 +1,5 @@
 //! What the bridge's integration tests share: RabbitMQ topologies, SQS queues of their own on
 //! LocalStack (`AWS_ENDPOINT_URL`, default http://127.0.0.1:4566), and waiting with deadlines.
-#![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::{
     collections::HashSet,

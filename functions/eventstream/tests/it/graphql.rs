@@ -1,51 +1,34 @@
 //! The GraphQL API inside the function: API Gateway events in, real PostgreSQL (and RabbitMQ for
 //! createEvent) behind, seeded with events at known times so every count and bucket is exact.
 
-mod support;
-
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
 };
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use eventstream::{
-    auth::{TokenCodec, TokenKind, TokenSubject},
-    bus::{AmqpBus, Queue, Topology},
+    auth::TokenKind,
+    bus::{EventMessage, Queue},
     domain::Role,
     graphql::{MAX_DEPTH, MAX_PAGE_SIZE, Services},
-    handlers::{
-        graphql::{GraphqlState, router},
-        http::lambda_service,
-    },
     intake::Intake,
     store::{PgAnalyticsStore, PgEventStore, PgUserStore},
 };
-use http_body_util::BodyExt;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use support::{Rest, amqp_url, jwt_config};
-use tower::ServiceExt;
 use uuid::Uuid;
 
-struct TestGraphql {
-    pool: PgPool,
-    tokens: TokenCodec,
-    topology: Topology,
-    state: GraphqlState,
-    user: Uuid,
-}
+use crate::helpers::{Function, Reply, Rest, TestApi};
 
-struct Reply {
-    status: StatusCode,
-    content_type: String,
-    body: Value,
-    text: String,
+/// The REST (v1) proxy event for the graphql function kept in `events/`.
+const FIXTURE: &str = include_str!("../../../../events/graphql-query-rest.json");
+
+/// The functions, and the user the tests query as: `analyst`, with every role.
+struct TestGraphql {
+    api: TestApi,
+    user: Uuid,
 }
 
 impl Reply {
@@ -64,19 +47,13 @@ impl Reply {
 
 impl TestGraphql {
     async fn new(pool: PgPool) -> Self {
-        let topology = Topology::ephemeral();
-        let bus = AmqpBus::new(SecretString::from(amqp_url()), topology.clone(), Duration::from_secs(2));
-        let user = PgUserStore::new(pool.clone())
-            .create("analyst", &eventstream::auth::hash_password(support::PASSWORD).unwrap(), &Role::ALL)
-            .await
-            .unwrap();
-        Self {
-            state: GraphqlState::new(pool.clone(), &jwt_config(), bus),
-            tokens: TokenCodec::new(&jwt_config()),
-            topology,
-            pool,
-            user,
-        }
+        let api = TestApi::new(pool);
+        let user = api.user("analyst").await;
+        Self { api, user }
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.api.pool
     }
 
     /// A token with every role: the tests of what a role may not do make their own.
@@ -85,20 +62,11 @@ impl TestGraphql {
     }
 
     fn token_with_roles(&self, roles: &[Role], kind: TokenKind) -> String {
-        let subject = TokenSubject { user_id: self.user, username: "analyst", roles, token_version: 1 };
-        self.tokens.issue(subject, kind, Uuid::now_v7())
+        self.api.token(self.user, roles, kind)
     }
 
     async fn send(&self, request: Rest) -> Reply {
-        let request = lambda_http::request::from_str(&request.event.to_string()).expect("a valid API Gateway event");
-        let response = lambda_service(router(self.state.clone())).oneshot(request).await.unwrap();
-        let status = response.status();
-        let content_type =
-            response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, content_type, body, text }
+        self.api.send(Function::Graphql, &request.event).await
     }
 
     async fn query(&self, query: &str, variables: Value) -> Reply {
@@ -107,7 +75,17 @@ impl TestGraphql {
     }
 
     async fn event_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&self.pool).await.unwrap()
+        self.api.event_count().await
+    }
+
+    /// Hands `event` to the function raw, as the Lambda runtime does; see [`TestApi::invoke`].
+    async fn invoke(&self, event: &Value) -> Value {
+        self.api.invoke_graphql(event).await
+    }
+
+    /// What createEvent handed to the pipeline.
+    async fn published(&self) -> Vec<EventMessage> {
+        self.api.drain(Queue::Dispatch).await
     }
 
     /// Stores an event as if received at `received_at`.
@@ -124,7 +102,7 @@ impl TestGraphql {
         .bind(source)
         .bind(received_at)
         .bind(self.user)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await
         .unwrap();
         id
@@ -287,12 +265,12 @@ async fn pipeline_reports_states_the_oldest_waiting_event_emails_and_dead_letter
     let ids = api.seed_day().await;
     sqlx::query("UPDATE events SET pipeline_state = 'dispatched' WHERE id = ANY($1)")
         .bind(&ids[..2])
-        .execute(&api.pool)
+        .execute(api.pool())
         .await
         .unwrap();
     sqlx::query("UPDATE events SET pipeline_state = 'processed' WHERE id = ANY($1)")
         .bind(&ids[2..4])
-        .execute(&api.pool)
+        .execute(api.pool())
         .await
         .unwrap();
     sqlx::query(
@@ -301,11 +279,11 @@ async fn pipeline_reports_states_the_oldest_waiting_event_emails_and_dead_letter
     )
     .bind(ids[2])
     .bind(ids[3])
-    .execute(&api.pool)
+    .execute(api.pool())
     .await
     .unwrap();
     sqlx::query("INSERT INTO dead_letters (origin, body, error) VALUES ('dispatch', 'garbage', 'not JSON')")
-        .execute(&api.pool)
+        .execute(api.pool())
         .await
         .unwrap();
 
@@ -372,7 +350,7 @@ async fn events_filter_by_statuses_source_time_text_and_pipeline_state(pool: PgP
     let ids = api.seed_day().await;
     sqlx::query("UPDATE events SET pipeline_state = 'processed' WHERE id = $1")
         .bind(ids[3])
-        .execute(&api.pool)
+        .execute(api.pool())
         .await
         .unwrap();
     let query = "query($filter: EventsFilter) { events(filter: $filter) { totalCount nodes { title } } }";
@@ -410,16 +388,20 @@ async fn one_event_comes_with_its_routing_processing_and_notifications(pool: PgP
     let error_event = ids[2];
     sqlx::query("INSERT INTO event_routings (event_id, target_queue, rule_id) VALUES ($1, 'error', 2)")
         .bind(error_event)
-        .execute(&api.pool)
+        .execute(api.pool())
         .await
         .unwrap();
-    sqlx::query("INSERT INTO error_records (event_id) VALUES ($1)").bind(error_event).execute(&api.pool).await.unwrap();
+    sqlx::query("INSERT INTO error_records (event_id) VALUES ($1)")
+        .bind(error_event)
+        .execute(api.pool())
+        .await
+        .unwrap();
     sqlx::query(
         "INSERT INTO notifications (event_id, channel, recipients, state, attempts, last_error)
          VALUES ($1, 'email', '{ops@example.com,oncall@example.com}', 'failed', 2, 'connection refused')",
     )
     .bind(error_event)
-    .execute(&api.pool)
+    .execute(api.pool())
     .await
     .unwrap();
     let query = "query($id: UUID!) { event(id: $id) { id title status source postedBy pipelineState
@@ -476,7 +458,7 @@ async fn a_page_loads_each_kind_of_history_in_one_query_not_one_per_event(pool: 
         let id = api.seed(&format!("2026-11-01T10:{minute:02}:00Z"), "error", Some("db"), "failure").await;
         sqlx::query("INSERT INTO event_routings (event_id, target_queue) VALUES ($1, 'error')")
             .bind(id)
-            .execute(&api.pool)
+            .execute(api.pool())
             .await
             .unwrap();
     }
@@ -513,22 +495,9 @@ async fn create_event_stores_it_and_hands_it_to_the_pipeline(pool: PgPool) {
     assert_eq!(event["pipelineState"], "RECEIVED");
     assert_eq!(event["postedBy"], "analyst");
     assert_eq!(api.event_count().await, 1);
-    let published = drain(&api, Queue::Dispatch).await;
+    let published = api.published().await;
     assert_eq!(published.len(), 1);
     assert_eq!(published[0].event_id.to_string(), event["id"].as_str().unwrap());
-}
-
-async fn drain(api: &TestGraphql, queue: Queue) -> Vec<eventstream::bus::EventMessage> {
-    use lapin::{Connection, ConnectionProperties, options::BasicGetOptions};
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let name = api.topology.queue_name(queue);
-    let mut messages = Vec::new();
-    while let Some(message) = channel.basic_get(name.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap() {
-        messages.extend(eventstream::bus::EventMessage::parse_batch(&message.delivery.data).unwrap());
-    }
-    connection.close(0, "done".into()).await.ok();
-    messages
 }
 
 #[sqlx::test(migrations = "../../migrations")]
@@ -568,7 +537,7 @@ async fn create_event_with_an_idempotency_key_stores_once_and_refuses_another_in
     let retry = api.query(mutation, json!({ "input": input, "key": "run-2026-11-29" })).await;
     assert_eq!(first.data()["createEvent"]["id"], retry.data()["createEvent"]["id"]);
     assert_eq!(api.event_count().await, 1);
-    assert_eq!(drain(&api, Queue::Dispatch).await.len(), 1, "a replay publishes nothing");
+    assert_eq!(api.published().await.len(), 1, "a replay publishes nothing");
 
     let other =
         api.query(mutation, json!({ "input": { "title": "other", "status": "ERROR" }, "key": "run-2026-11-29" })).await;
@@ -583,19 +552,18 @@ impl TestGraphql {
     /// Runs `query` on the schema alone, over this test's pool closed, so any database access fails.
     /// The transport is left out because its token check reads the users table.
     async fn query_with_closed_pool(&self, query: &str, variables: Value) -> Reply {
-        self.pool.close().await;
-        let events = PgEventStore::new(self.pool.clone());
-        let bus = AmqpBus::new(SecretString::from(amqp_url()), self.topology.clone(), Duration::from_secs(2));
+        self.pool().close().await;
+        let events = PgEventStore::new(self.pool().clone());
         let services = Services {
-            intake: Intake::new(events.clone(), Arc::new(bus)),
+            intake: Intake::new(events.clone(), Arc::new(self.api.bus())),
             events,
-            analytics: PgAnalyticsStore::new(self.pool.clone()),
+            analytics: PgAnalyticsStore::new(self.pool().clone()),
         };
-        let caller = self.tokens.verify(&self.token(), TokenKind::Access).unwrap();
+        let caller = self.api.tokens.verify(&self.token(), TokenKind::Access).unwrap();
         let request = async_graphql::Request::new(query).variables(async_graphql::Variables::from_json(variables));
         let response = services.clone().schema().execute(services.request(request, caller)).await;
         let body = serde_json::to_value(&response).unwrap();
-        Reply { status: StatusCode::OK, content_type: "application/json".into(), text: body.to_string(), body }
+        Reply { status: StatusCode::OK, headers: HeaderMap::new(), text: body.to_string(), body }
     }
 }
 
@@ -672,7 +640,8 @@ async fn get_serves_the_graphiql_page_without_data(pool: PgPool) {
     let page = api.send(Rest::get("/graphql")).await;
 
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.content_type.starts_with("text/html"), "{}", page.content_type);
+    let content_type = page.headers["content-type"].to_str().unwrap();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
     assert!(page.text.contains("graphiql"), "not the GraphiQL page");
 }
 
@@ -710,7 +679,7 @@ async fn the_rest_fixture_runs_its_named_operation(pool: PgPool) {
     let api = TestGraphql::new(pool).await;
     api.seed("2026-11-28T23:59:59Z", "error", None, "before the range").await;
     api.seed("2026-11-29T10:00:00Z", "error", None, "in the range").await;
-    let mut event: Value = serde_json::from_str(include_str!("../../../events/graphql-query-rest.json")).unwrap();
+    let mut event: Value = serde_json::from_str(FIXTURE).unwrap();
     let bearer = format!("Bearer {}", api.token());
     event["headers"]["Authorization"] = json!(bearer);
     event["multiValueHeaders"]["Authorization"] = json!([bearer]);
@@ -783,32 +752,22 @@ async fn data_after_the_json_body_is_a_400_that_runs_nothing(pool: PgPool) {
 
 #[sqlx::test(migrations = "../../migrations")]
 async fn a_header_http_cannot_carry_gets_a_graphql_shaped_400_instead_of_an_invocation_error(pool: PgPool) {
-    use eventstream::handlers::{graphql::malformed_request, http::lambda::ApiGatewayService};
     let api = TestGraphql::new(pool).await;
-    let mut fixture: Value = serde_json::from_str(include_str!("../../../events/graphql-query-rest.json")).unwrap();
+    let mut fixture: Value = serde_json::from_str(FIXTURE).unwrap();
     let bearer = format!("Bearer {}", api.token());
     fixture["headers"]["Authorization"] = json!(bearer);
     fixture["multiValueHeaders"]["Authorization"] = json!([bearer]);
-    let invoke = |event: Value| {
-        let service = ApiGatewayService::new(lambda_service(router(api.state.clone())), malformed_request);
-        let payload = serde_json::value::to_raw_value(&event).unwrap();
-        async move {
-            let answer = service.oneshot(lambda_http::LambdaEvent::new(payload, lambda_http::Context::default())).await;
-            serde_json::to_value(answer.unwrap()).unwrap()
-        }
-    };
-
     for value in ["a\u{1}b", "a\r\nX-Injected: 1", "a\u{0}b"] {
         let mut event = fixture.clone();
         event["headers"]["X-Note"] = json!(value);
         event["multiValueHeaders"]["X-Note"] = json!([value]);
-        let answer = invoke(event).await;
+        let answer = api.invoke(&event).await;
         assert_eq!(answer["statusCode"], 400, "{value:?}: {answer}");
         assert_eq!(answer["headers"]["content-type"], "application/json", "{value:?}: {answer}");
         let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
         assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_REQUEST", "{value:?}: {body}");
     }
-    assert_eq!(invoke(fixture).await["statusCode"], 200, "the same event with clean headers");
+    assert_eq!(api.invoke(&fixture).await["statusCode"], 200, "the same event with clean headers");
 }
 
 // ---------- roles ----------
@@ -853,7 +812,7 @@ async fn every_field_serves_its_role_and_answers_403_forbidden_to_every_other(po
          SELECT id, 'email', ARRAY['ops@example.com'], 'failed', 1, 'relay refused' FROM events
          ORDER BY received_at DESC, id DESC LIMIT 1",
     )
-    .execute(&api.pool)
+    .execute(api.pool())
     .await
     .unwrap();
     let analyst = api.token_with_roles(&[Role::Analyst], TokenKind::Access);

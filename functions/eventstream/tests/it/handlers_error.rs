@@ -1,8 +1,6 @@
 //! The error handler against a real PostgreSQL and a real SMTP sink (maildev), fed the SQS batch
 //! kept in `events/`.
 
-mod sqs_support;
-
 use std::time::Duration;
 
 use eventstream::{
@@ -12,8 +10,12 @@ use eventstream::{
     mail::SmtpMailer,
 };
 use sqlx::PgPool;
-use sqs_support::*;
 use uuid::Uuid;
+
+use crate::helpers::{
+    ERROR_FIXTURE, batch, count, emails_about, failed_ids, invocation, maildev_smtp, message_ids, pipeline_state,
+    seed_events, wait_for_emails_about,
+};
 
 fn alert() -> AlertConfig {
     AlertConfig {

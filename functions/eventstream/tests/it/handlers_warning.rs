@@ -1,14 +1,13 @@
 //! The warning handler against a real PostgreSQL, fed the SQS batch kept in `events/`.
 
-mod sqs_support;
-
 use eventstream::{
     domain::Status,
     handlers::sqs::warning::{WarningHandler, handle},
 };
 use sqlx::PgPool;
-use sqs_support::*;
 use uuid::Uuid;
+
+use crate::helpers::{WARNING_FIXTURE, batch, count, failed_ids, invocation, message_ids, pipeline_state, seed_events};
 
 async fn three_warnings(pool: &PgPool) -> Vec<Uuid> {
     seed_events(pool, Status::Warning, 3).await.iter().map(|e| e.id).collect()

@@ -1,8 +1,6 @@
 //! Where there is no Amazon MQ event source, the bridge invokes the dispatch function with the
 //! payload Amazon MQ would send, and acknowledges only after the function succeeded.
 
-mod support;
-
 use std::{
     collections::HashSet,
     path::{Path, PathBuf},
@@ -24,7 +22,8 @@ use eventstream::{
     domain::Status,
 };
 use futures_util::future::BoxFuture;
-use support::*;
+
+use crate::helpers::{RunningBridge, SqsQueues, aws, config, messages, publish, ready_messages, unique, wait_until};
 
 /// A function that records every event it receives in a directory of its own.
 struct RecordingFunction {

@@ -1,0 +1,12 @@
+//! The library's integration tests, one module per area, against the real PostgreSQL, RabbitMQ and
+//! SMTP sink; what they share is in `helpers`.
+
+mod access;
+mod admin_cli;
+mod api;
+mod dispatch;
+mod graphql;
+mod handlers_error;
+mod handlers_warning;
+mod helpers;
+mod password_memory;
