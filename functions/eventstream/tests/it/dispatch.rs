@@ -7,9 +7,10 @@ use axum::http::StatusCode;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use eventstream::{
     bus::{EventMessage, Queue},
+    config::SweepConfig,
     domain::Status,
-    handlers::dispatch::{DispatchReport, DispatchRequest, DispatchState, SweepSettings, handle},
-    store::PgRoutingStore,
+    handlers::dispatch::{DispatchRequest, handle},
+    pipeline::{DispatchReport, Dispatcher},
 };
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
@@ -20,12 +21,8 @@ use crate::helpers::{Rest, TestApi, count};
 
 const FIXTURE: &str = include_str!("../../../../events/dispatch-rabbitmq.json");
 
-fn dispatcher(api: &TestApi) -> DispatchState {
-    DispatchState {
-        routing: PgRoutingStore::new(api.pool.clone()),
-        bus: api.bus(),
-        sweep: SweepSettings { older_than: Duration::from_secs(60), limit: 1_000 },
-    }
+fn dispatcher(api: &TestApi) -> Dispatcher {
+    Dispatcher::new(api.pool.clone(), api.bus(), SweepConfig { older_than: Duration::from_secs(60), limit: 1_000 })
 }
 
 /// The fixture batch, carrying these bodies instead of its own.
@@ -45,7 +42,7 @@ fn batch(bodies: &[Vec<u8>]) -> Value {
     event
 }
 
-async fn invoke(state: &DispatchState, payload: Value) -> DispatchReport {
+async fn invoke(state: &Dispatcher, payload: Value) -> DispatchReport {
     let request: DispatchRequest = serde_json::from_value(payload).unwrap();
     handle(state, LambdaEvent::new(request, Context::default())).await.unwrap()
 }

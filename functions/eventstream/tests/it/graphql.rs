@@ -13,7 +13,7 @@ use eventstream::{
     bus::{EventMessage, Queue},
     domain::Role,
     graphql::{MAX_DEPTH, MAX_PAGE_SIZE, Services},
-    intake::Intake,
+    pipeline::Intake,
     store::{PgAnalyticsStore, PgEventStore, PgUserStore},
 };
 use serde_json::{Value, json};

@@ -6,8 +6,9 @@ use std::time::Duration;
 use eventstream::{
     config::AlertConfig,
     domain::{Event, Status},
-    handlers::sqs::error::{ErrorHandler, handle},
+    handlers::sqs::handle_error_events as handle,
     mail::SmtpMailer,
+    pipeline::Alerting,
 };
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -25,12 +26,12 @@ fn alert() -> AlertConfig {
     }
 }
 
-fn handler_on(pool: &PgPool, smtp_port: u16) -> ErrorHandler<SmtpMailer> {
+fn handler_on(pool: &PgPool, smtp_port: u16) -> Alerting<SmtpMailer> {
     let smtp = eventstream::config::SmtpConfig { port: smtp_port, ..maildev_smtp() };
-    ErrorHandler::new(pool.clone(), SmtpMailer::new(&smtp).unwrap(), alert(), Duration::from_secs(300))
+    Alerting::new(pool.clone(), SmtpMailer::new(&smtp).unwrap(), alert(), Duration::from_secs(300))
 }
 
-fn handler(pool: &PgPool) -> ErrorHandler<SmtpMailer> {
+fn handler(pool: &PgPool) -> Alerting<SmtpMailer> {
     handler_on(pool, maildev_smtp().port)
 }
 

@@ -1,9 +1,6 @@
 //! The warning handler against a real PostgreSQL, fed the SQS batch kept in `events/`.
 
-use eventstream::{
-    domain::Status,
-    handlers::sqs::warning::{WarningHandler, handle},
-};
+use eventstream::{domain::Status, handlers::sqs::handle_warning_events as handle, pipeline::WarningHandling};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -18,7 +15,7 @@ async fn a_batch_of_warnings_is_recorded_and_their_events_processed(pool: PgPool
     let ids = three_warnings(&pool).await;
     let batch = batch(WARNING_FIXTURE, &ids);
 
-    let response = handle(&WarningHandler::new(pool.clone()), invocation(&batch)).await.unwrap();
+    let response = handle(&WarningHandling::new(pool.clone()), invocation(&batch)).await.unwrap();
 
     assert!(failed_ids(&response).is_empty(), "{response:?}");
     let recorded: Vec<Uuid> =
@@ -34,7 +31,7 @@ async fn a_batch_of_warnings_is_recorded_and_their_events_processed(pool: PgPool
 async fn a_batch_delivered_twice_records_each_warning_once(pool: PgPool) {
     let ids = three_warnings(&pool).await;
     let batch = batch(WARNING_FIXTURE, &ids);
-    let handler = WarningHandler::new(pool.clone());
+    let handler = WarningHandling::new(pool.clone());
     handle(&handler, invocation(&batch)).await.unwrap();
     let first: Vec<(Uuid, chrono::DateTime<chrono::Utc>)> =
         sqlx::query_as("SELECT id, pipeline_updated_at FROM events ORDER BY id").fetch_all(&pool).await.unwrap();
@@ -55,7 +52,7 @@ async fn unreadable_messages_and_unknown_events_are_parked_not_retried(pool: PgP
     let mut batch = batch(WARNING_FIXTURE, &[known, unknown]);
     batch.records[2].body = Some("{\"schema\":1,\"event_id\":\"not-a-uuid\"}".into());
 
-    let response = handle(&WarningHandler::new(pool.clone()), invocation(&batch)).await.unwrap();
+    let response = handle(&WarningHandling::new(pool.clone()), invocation(&batch)).await.unwrap();
 
     assert!(failed_ids(&response).is_empty(), "{response:?}");
     assert_eq!(pipeline_state(&pool, known).await, "processed");
@@ -94,7 +91,7 @@ async fn a_database_failure_fails_only_its_own_record(pool: PgPool) {
     .unwrap();
     let batch = batch(WARNING_FIXTURE, &ids);
 
-    let response = handle(&WarningHandler::new(pool.clone()), invocation(&batch)).await.unwrap();
+    let response = handle(&WarningHandling::new(pool.clone()), invocation(&batch)).await.unwrap();
 
     assert_eq!(failed_ids(&response), [message_ids(&batch)[1].clone()]);
     assert_eq!(pipeline_state(&pool, ids[0]).await, "processed");

@@ -17,11 +17,8 @@ use eventstream::{
     domain::{Event, NewEvent, Role, Status},
     handlers::{
         graphql::{self, GraphqlState, router},
-        http::{
-            AppState, LoginState,
-            lambda::{ApiGatewayService, malformed_request},
-            lambda_service, login_service, service,
-        },
+        http::{lambda::ApiGatewayService, lambda_service},
+        rest::{AppState, LoginState, login_service, malformed_request, service},
     },
     store::{PgEventStore, PgUserStore},
 };
