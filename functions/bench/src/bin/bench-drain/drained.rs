@@ -11,14 +11,14 @@ use aws_config::SdkConfig;
 use bench::{machine::LoadAvg, timing::verdict};
 use bridge::BridgeConfig;
 use chrono::{DateTime, Utc};
-use eventstream::bus::Queue;
+use eventstream::domain::Handler;
 use sqlx::PgPool;
 use tokio::{sync::watch, task::JoinSet};
 
 use crate::{
     Args, CELERY_EVENTS_PER_SECOND, TARGET_EVENTS_PER_SECOND,
     cpu::{CpuSample, CpuUse},
-    functions::{Handler, InProcessDispatch},
+    functions::{HandlerFunction, InProcessDispatch},
     maildev::EmailCheck,
     pollers::{Poller, PollerStats},
     resources::SqsQueue,
@@ -117,7 +117,7 @@ pub struct Drained {
     pub prefetch: u16,
     bridge: bridge::stats::Snapshot,
     dispatch: Arc<InProcessDispatch>,
-    pollers: [(Queue, Arc<PollerStats>); 2],
+    pollers: [(Handler, Arc<PollerStats>); 2],
     cpu: CpuUse,
     load: (LoadAvg, LoadAvg),
 }
@@ -152,15 +152,15 @@ pub async fn drain(
     });
     let sqs = aws_sdk_sqs::Client::new(aws);
     let mut pollers = JoinSet::new();
-    let stats = [Queue::Warning, Queue::Error].map(|queue| (queue, Arc::new(PollerStats::default())));
-    for ((queue, queue_stats), sqs_queue) in stats.iter().zip([warning_queue, error_queue]) {
+    let stats = Handler::ALL.map(|handler| (handler, Arc::new(PollerStats::default())));
+    for ((handler, queue_stats), sqs_queue) in stats.iter().zip([warning_queue, error_queue]) {
         for _ in 0..args.pollers {
             let poller = Poller {
                 client: sqs.clone(),
                 url: sqs_queue.url.clone(),
                 arn: sqs_queue.arn.clone(),
                 region: region.clone(),
-                handler: Handler::new(*queue, args)?,
+                handler: HandlerFunction::new(*handler, args)?,
                 stats: queue_stats.clone(),
                 started,
             };
@@ -288,10 +288,10 @@ impl Drained {
              messages to SQS; {} retries",
             self.bridge.dispatch, self.bridge.warning, self.bridge.error, self.bridge.retries
         );
-        for (queue, stats) in &self.pollers {
+        for (handler, stats) in &self.pollers {
             println!(
                 "  {:<15} {} invocations of {} records ({} failed, {} redelivered), busy {:.2} s, active {}",
-                format!("{}-handler", queue.role()),
+                format!("{handler}-handler"),
                 stats.invocations.calls(),
                 stats.invocations.items(),
                 stats.failed_records.load(Ordering::Relaxed),

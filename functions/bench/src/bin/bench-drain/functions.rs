@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use bench::{database::function_pool, rabbitmq::function_bus};
 use bridge::{
@@ -17,17 +17,15 @@ use bridge::{
     dispatch::{DispatchFunction, InvokeFailure},
 };
 use eventstream::{
-    bus::{Queue, Topology},
-    config::{AlertConfig, SmtpConfig, SmtpTls, env_lookup},
+    bus::Topology,
+    config::{AlertConfig, SmtpConfig, SmtpTls, SweepConfig, env_lookup},
+    domain::Handler,
     handlers::{
-        dispatch::{DispatchReport, DispatchRequest, DispatchState, SweepSettings, handle as dispatch},
-        sqs::{
-            error::{self, ErrorHandler},
-            warning::{self, WarningHandler},
-        },
+        dispatch::{DispatchRequest, handle as dispatch},
+        sqs::{handle_error_events, handle_warning_events},
     },
     mail::SmtpMailer,
-    store::PgRoutingStore,
+    pipeline::{Alerting, DispatchReport, Dispatcher, WarningHandling},
 };
 use futures_util::future::BoxFuture;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
@@ -65,7 +63,7 @@ pub fn bridge_config(
 /// The dispatch function's environments, invoked in-process: an invocation waits for an idle
 /// one, as Lambda with this much reserved concurrency would run it.
 pub struct InProcessDispatch {
-    idle: Mutex<Vec<DispatchState>>,
+    idle: Mutex<Vec<Dispatcher>>,
     available: Semaphore,
     pub stats: DispatchStats,
     started: Instant,
@@ -88,12 +86,12 @@ impl InProcessDispatch {
     pub fn new(args: &Args, topology: &Topology, started: Instant) -> anyhow::Result<Self> {
         let environments = (0..args.dispatch_instances)
             .map(|_| {
-                Ok(DispatchState {
-                    routing: PgRoutingStore::new(function_pool(&args.database_url)?),
-                    bus: function_bus(&args.amqp_url, topology),
+                Ok(Dispatcher::new(
+                    function_pool(&args.database_url)?,
+                    function_bus(&args.amqp_url, topology),
                     // The function's defaults (SWEEP_AFTER_SECONDS, SWEEP_LIMIT); a batch never sweeps.
-                    sweep: SweepSettings { older_than: Duration::from_secs(60), limit: 1_000 },
-                })
+                    SweepConfig { older_than: Duration::from_secs(60), limit: 1_000 },
+                ))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
@@ -145,7 +143,7 @@ impl DispatchFunction for InProcessDispatch {
 
 /// What the Lambda runtime does with an invocation: parse the payload as the handler's input,
 /// run the handler, and turn its error into the function error the caller sees.
-async fn invoke_dispatch(state: &DispatchState, payload: &[u8]) -> Result<DispatchReport, InvokeFailure> {
+async fn invoke_dispatch(state: &Dispatcher, payload: &[u8]) -> Result<DispatchReport, InvokeFailure> {
     let request: DispatchRequest = serde_json::from_slice(payload).map_err(|error| InvokeFailure::Function {
         kind: "Runtime.UnmarshalError".into(),
         payload: error.to_string(),
@@ -203,21 +201,20 @@ impl Busy {
 }
 
 /// A handler function's environment.
-pub enum Handler {
-    Warning(WarningHandler),
-    Error(ErrorHandler<SmtpMailer>),
+pub enum HandlerFunction {
+    Warning(WarningHandling),
+    Error(Alerting<SmtpMailer>),
 }
 
-impl Handler {
-    /// The environment of the handler of `queue`, warning or error.
-    pub fn new(queue: Queue, args: &Args) -> anyhow::Result<Self> {
+impl HandlerFunction {
+    /// The environment of `handler`'s function.
+    pub fn new(handler: Handler, args: &Args) -> anyhow::Result<Self> {
         let pool = function_pool(&args.database_url)?;
-        Ok(match queue {
-            Queue::Warning => Handler::Warning(WarningHandler::new(pool)),
-            Queue::Error => {
-                Handler::Error(ErrorHandler::new(pool, SmtpMailer::new(&smtp(args))?, alert()?, CLAIM_TIMEOUT))
+        Ok(match handler {
+            Handler::Warning => HandlerFunction::Warning(WarningHandling::new(pool)),
+            Handler::Error => {
+                HandlerFunction::Error(Alerting::new(pool, SmtpMailer::new(&smtp(args))?, alert()?, CLAIM_TIMEOUT))
             }
-            Queue::Dispatch => bail!("dispatch has no SQS handler"),
         })
     }
 
@@ -225,8 +222,8 @@ impl Handler {
     pub async fn invoke(&self, event: SqsEvent) -> Result<SqsBatchResponse, lambda_runtime::Error> {
         let event = LambdaEvent::new(event, Context::default());
         match self {
-            Handler::Warning(state) => warning::handle(state, event).await,
-            Handler::Error(state) => error::handle(state, event).await,
+            HandlerFunction::Warning(warnings) => handle_warning_events(warnings, event).await,
+            HandlerFunction::Error(alerting) => handle_error_events(alerting, event).await,
         }
     }
 }

@@ -21,7 +21,7 @@ use bridge::sqs::MAX_BATCH_ENTRIES;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::functions::{Busy, Handler};
+use crate::functions::{Busy, HandlerFunction};
 
 /// Short, so a stopping poller does not hold LocalStack's connection for long.
 const RECEIVE_WAIT_SECONDS: i32 = 1;
@@ -45,7 +45,7 @@ pub struct Poller {
     pub url: String,
     pub arn: String,
     pub region: String,
-    pub handler: Handler,
+    pub handler: HandlerFunction,
     pub stats: Arc<PollerStats>,
     pub started: Instant,
 }

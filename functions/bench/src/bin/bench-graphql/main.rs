@@ -31,7 +31,7 @@ use eventstream::{
     bus::Topology,
     domain::{NewEvent, Status},
     graphql::{EventStreamSchema, Services, code},
-    intake::Intake,
+    pipeline::Intake,
     store::{PgAnalyticsStore, PgEventStore},
 };
 use serde_json::{Value, json};

@@ -17,7 +17,7 @@ use eventstream::{
     bus::{AmqpBus, EventMessage, Queue, SCHEMA_VERSION, Topology},
     config::JwtConfig,
     domain::NewEvent,
-    handlers::http::{AppState, service},
+    handlers::rest::{AppState, service},
     store::PgEventStore,
 };
 use http_body_util::BodyExt;
