@@ -1,4 +1,6 @@
-# Shared by the scripts in this folder: paths, messages, and the services and tools the project needs.
+# Shared by the scripts: paths, messages, and the services and tools the project needs. Sourcing it
+# only defines variables of the sourcing script and functions: it exports nothing. A script that talks
+# to LocalStack says so by calling use_localstack.
 # shellcheck shell=bash
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -8,14 +10,27 @@ PG_SERVER_URL=${PG_SERVER_URL:-postgres://postgres@127.0.0.1:5432}
 MAILDEV_VERSION=3.0.0
 LOCALSTACK_PORT=${LOCALSTACK_PORT:-4566}
 
-# The local AWS: LocalStack's gateway, with its fixed test credentials.
-export AWS_ENDPOINT_URL="http://127.0.0.1:$LOCALSTACK_PORT"
-export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
-export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1} AWS_REGION=${AWS_REGION:-us-east-1}
-export SAM_CLI_TELEMETRY=0
-
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 fail() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# The local AWS for this script and what it runs (the AWS CLI, SAM, boto3, the AWS SDK): LocalStack's
+# gateway (or endpoint $1), with its fixed test credentials unless others are set.
+use_localstack() {
+  export AWS_ENDPOINT_URL=${1:-http://127.0.0.1:$LOCALSTACK_PORT}
+  export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
+  export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1} AWS_REGION=${AWS_REGION:-us-east-1}
+  export SAM_CLI_TELEMETRY=0
+}
+
+# For the tools that serve AWS as well (scripts/queues, scripts/redrive, scripts/bench-lambda): the
+# caller's AWS_ENDPOINT_URL; unset, LocalStack; set but empty, AWS with the caller's own credentials.
+use_endpoint_from_env() {
+  case ${AWS_ENDPOINT_URL-unset} in
+    unset) use_localstack ;;
+    '') unset AWS_ENDPOINT_URL ;;
+    *) use_localstack "$AWS_ENDPOINT_URL" ;;
+  esac
+}
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
