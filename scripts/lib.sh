@@ -32,6 +32,16 @@ use_endpoint_from_env() {
   esac
 }
 
+# The stack's settings, as scripts/up wrote them to .local/stack.env (or the file $1), as variables of
+# this script (exported only where they already were).
+# shellcheck disable=SC2120  # $1 is optional
+load_stack_settings() {
+  local file=${1:-$LOCAL/stack.env}
+  [ -f "$file" ] || fail "$file is missing; run scripts/up"
+  # shellcheck disable=SC1090
+  source "$file"
+}
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Waits up to $2 seconds for `curl $1` to succeed; $3 names what is awaited, $4 the log to show.
