@@ -29,7 +29,9 @@ from defaults import SCENARIO_REQUESTS, STATUS_MIX, WEIGHTS
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-STACK_ENV = ROOT / ".local" / "stack.env"
+sys.path.append(str(ROOT / "scripts"))
+import stack_settings  # noqa: E402  (scripts/, on the path just above)
+
 FUNCTIONS = ("ingest", "graphql", "dispatch", "warning-handler", "error-handler")
 
 EPILOG = f"""
@@ -158,18 +160,11 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    if not path.exists():
-        return {}
-    pairs = (line.partition("=") for line in path.read_text().splitlines() if "=" in line)
-    return {key.strip(): value.strip() for key, _, value in pairs}
-
-
 class Target:
     """Where the load goes, who signs in, and where to look afterwards."""
 
     def __init__(self, args: argparse.Namespace):
-        stack = read_env_file(STACK_ENV)
+        stack = stack_settings.read()
         self.url = (args.url or os.environ.get("API_URL") or stack.get("API_URL", "")).rstrip("/")
         if not self.url:
             raise SystemExit("error: no target: pass --url, set API_URL, or start the local stack with scripts/up")

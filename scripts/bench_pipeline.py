@@ -14,14 +14,16 @@ import time
 import urllib.request
 import uuid
 from datetime import datetime
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import stack_settings
 
 
 def settings() -> dict:
-    pairs = (line.partition("=") for line in (ROOT / ".local" / "stack.env").read_text().splitlines())
-    return {key: value for key, _, value in pairs}
+    """The local stack's settings: the benchmarks measure only that stack."""
+    settings = stack_settings.read()
+    if not settings:
+        raise SystemExit(f"error: {stack_settings.STACK_ENV} is missing; run scripts/up")
+    return settings
 
 
 def call(url: str, body=None, token=None) -> dict:

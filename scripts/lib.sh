@@ -1,4 +1,6 @@
-# Shared by the scripts in this folder: paths, messages, and the services and tools the project needs.
+# Shared by the scripts: paths, messages, and the services and tools the project needs. Sourcing it
+# only defines variables of the sourcing script and functions: it exports nothing. A script that talks
+# to LocalStack says so by calling use_localstack.
 # shellcheck shell=bash
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -8,14 +10,37 @@ PG_SERVER_URL=${PG_SERVER_URL:-postgres://postgres@127.0.0.1:5432}
 MAILDEV_VERSION=3.0.0
 LOCALSTACK_PORT=${LOCALSTACK_PORT:-4566}
 
-# The local AWS: LocalStack's gateway, with its fixed test credentials.
-export AWS_ENDPOINT_URL="http://127.0.0.1:$LOCALSTACK_PORT"
-export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
-export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1} AWS_REGION=${AWS_REGION:-us-east-1}
-export SAM_CLI_TELEMETRY=0
-
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 fail() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# The local AWS for this script and what it runs (the AWS CLI, SAM, boto3, the AWS SDK): LocalStack's
+# gateway (or endpoint $1), with its fixed test credentials unless others are set.
+use_localstack() {
+  export AWS_ENDPOINT_URL=${1:-http://127.0.0.1:$LOCALSTACK_PORT}
+  export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
+  export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1} AWS_REGION=${AWS_REGION:-us-east-1}
+  export SAM_CLI_TELEMETRY=0
+}
+
+# For the tools that serve AWS as well (scripts/queues, scripts/redrive, scripts/bench-lambda): the
+# caller's AWS_ENDPOINT_URL; unset, LocalStack; set but empty, AWS with the caller's own credentials.
+use_endpoint_from_env() {
+  case ${AWS_ENDPOINT_URL-unset} in
+    unset) use_localstack ;;
+    '') unset AWS_ENDPOINT_URL ;;
+    *) use_localstack "$AWS_ENDPOINT_URL" ;;
+  esac
+}
+
+# The stack's settings, as scripts/up wrote them to .local/stack.env (or the file $1), as variables of
+# this script (exported only where they already were).
+# shellcheck disable=SC2120  # $1 is optional
+load_stack_settings() {
+  local file=${1:-$LOCAL/stack.env}
+  [ -f "$file" ] || fail "$file is missing; run scripts/up"
+  # shellcheck disable=SC1090
+  source "$file"
+}
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -96,16 +121,41 @@ ensure_nextest() {
   cargo install cargo-nextest --locked
 }
 
-# The Python tools, in the project's virtualenv, reinstalled when their pins change.
-ensure_tools() {
-  local stamp="$VENV/.requirements.sha256" wanted
-  wanted=$(sha256sum "$ROOT/scripts/requirements.txt" | cut -d' ' -f1)
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then return; fi
-  step "Installing cargo-lambda, AWS SAM, cfn-lint, awscli-local, pytest and Playwright into $VENV"
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --upgrade pip
-  "$VENV/bin/pip" install --quiet -r "$ROOT/scripts/requirements.txt"
+# Whether stamp file $1 holds $2, the hash of the sources of what was installed: then it is current.
+stamp_is() { [ "$(cat "$1" 2>/dev/null)" = "$2" ]; }
+
+# The virtualenv $1 with the requirements file $2 installed, made with Python $4 (python3 by default);
+# reinstalled, saying $3, only when $2 changed (a hash stamp inside the virtualenv), so that a repeat
+# run reuses it. Warns when $2 names a Python ("Python 3.11") other than the virtualenv's.
+ensure_venv() {
+  local dir=$1 requirements=$2 message=${3:-Installing $2 into $1} python=${4:-python3}
+  local stamp="$1/.requirements.sha256" wanted locked version
+  wanted=$(sha256sum "$requirements" | cut -d' ' -f1)
+  if stamp_is "$stamp" "$wanted"; then return; fi
+  locked=$(grep -o -m 1 'Python 3\.[0-9]*' "$requirements" | cut -d' ' -f2 || true)
+  if ! "$dir/bin/python" -c 'import sys' 2>/dev/null; then
+    command -v "$python" >/dev/null || fail "$python is needed${locked:+ (Python $locked)}"
+    step "Creating $dir"
+    rm -rf "$dir"
+    if ! "$python" -m venv "$dir" 2>/dev/null; then
+      # Debian and Ubuntu ship venv (ensurepip) separately.
+      rm -rf "$dir"
+      apt_install "python$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv"
+      "$python" -m venv "$dir"
+    fi
+  fi
+  version=$("$dir/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  [ -z "$locked" ] || [ "$version" = "$locked" ] \
+    || printf 'warning: %s was locked on Python %s, this is %s\n' "${requirements#"$ROOT"/}" "$locked" "$version" >&2
+  step "$message"
+  "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
   echo "$wanted" > "$stamp"
+}
+
+# The Python tools, in the project's virtualenv.
+ensure_tools() {
+  ensure_venv "$VENV" "$ROOT/scripts/requirements.txt" \
+    "Installing cargo-lambda, AWS SAM, cfn-lint, awscli-local, pytest and Playwright into $VENV"
 }
 
 # The browser tests: Debian's Chromium, and the pinned npm packages that stand in for the CDN the
@@ -114,7 +164,7 @@ ensure_browser() {
   [ -x /usr/bin/chromium ] || apt_install chromium
   local lock="$ROOT/tests/e2e/package-lock.json" stamp="$ROOT/tests/e2e/node_modules/.package-lock.sha256" wanted
   wanted=$(sha256sum "$lock" | cut -d' ' -f1)
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then return; fi
+  if stamp_is "$stamp" "$wanted"; then return; fi
   command -v npm >/dev/null || apt_install nodejs npm
   step "Installing GraphiQL and React for the browser tests into tests/e2e/node_modules"
   npm ci --prefix "$ROOT/tests/e2e" --no-audit --no-fund --loglevel=error >/dev/null \

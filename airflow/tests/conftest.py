@@ -13,6 +13,8 @@ AIRFLOW_DIR = Path(__file__).resolve().parents[1]
 DAGS = AIRFLOW_DIR / "dags"
 ROOT = AIRFLOW_DIR.parent
 sys.path.insert(0, str(DAGS))
+sys.path.append(str(ROOT / "scripts"))
+import stack_settings  # noqa: E402  (scripts/, on the path just above)
 
 # Airflow reads its settings when first imported: never the developer's ~/airflow.
 os.environ["AIRFLOW_HOME"] = str(ROOT / ".local" / "airflow-tests")
@@ -33,16 +35,8 @@ def jwt(exp: float) -> str:
 def stack() -> dict:
     """API_URL, the demo user (every role: it reads the events back) and the gerador user (producer
     only: the DAG's connection) from the environment or `.local/stack.env`."""
-    settings = {}
-    env_file = ROOT / ".local" / "stack.env"
-    if env_file.exists():
-        for line in env_file.read_text().splitlines():
-            key, _, value = line.partition("=")
-            settings[key] = value
     keys = ("API_URL", "DEMO_USERNAME", "DEMO_PASSWORD", "GERADOR_USERNAME", "GERADOR_PASSWORD")
-    for key in keys:
-        if os.environ.get(key):
-            settings[key] = os.environ[key]
+    settings = stack_settings.read(keys)
     missing = [key for key in keys if not settings.get(key)]
     if missing:
         pytest.fail(f"no stack to run the DAG against: {', '.join(missing)} unset; run scripts/up first")

@@ -6,7 +6,7 @@ runs against a stack deployed to AWS.
 """
 
 import json
-import os
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,19 +17,13 @@ import boto3
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.append(str(ROOT / "scripts"))
+import stack_settings  # noqa: E402  (scripts/, on the path just above)
 
 
 def _stack_settings() -> dict:
-    settings = {}
-    env_file = ROOT / ".local" / "stack.env"
-    if env_file.exists():
-        for line in env_file.read_text().splitlines():
-            key, _, value = line.partition("=")
-            settings[key] = value
-    for key in ("API_URL", "DEMO_USERNAME", "DEMO_PASSWORD", "INGEST_FUNCTION", "AWS_ENDPOINT_URL", "AWS_REGION",
-                "MAIL_API", "WARNING_DLQ_URL", "ERROR_DLQ_URL"):
-        if os.environ.get(key):
-            settings[key] = os.environ[key]
+    settings = stack_settings.read(("API_URL", "DEMO_USERNAME", "DEMO_PASSWORD", "INGEST_FUNCTION", "AWS_ENDPOINT_URL",
+                                    "AWS_REGION", "MAIL_API", "WARNING_DLQ_URL", "ERROR_DLQ_URL"))
     missing = [k for k in ("API_URL", "DEMO_USERNAME", "DEMO_PASSWORD", "INGEST_FUNCTION") if not settings.get(k)]
     if missing:
         pytest.fail(f"no stack to test: {', '.join(missing)} unset; run scripts/up first")

@@ -1,0 +1,23 @@
+"""The local stack's settings: the KEY=value lines that scripts/up writes to .local/stack.env (mode
+0600), read by every Python client of the stack (the end-to-end and Airflow tests, the benchmarks, the
+load test). Standard library only. The shell's reader is load_stack_settings in scripts/lib.sh.
+"""
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+STACK_ENV = Path(__file__).resolve().parents[1] / ".local" / "stack.env"
+
+
+def read(from_environment: Iterable[str] = (), path: Path = STACK_ENV) -> dict[str, str]:
+    """The settings in `path` ({} when it is missing: no stack was brought up), with the environment's
+    non-empty values of the names in `from_environment` in their place (a stack elsewhere, AWS for one)."""
+    settings = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, found, value = line.partition("=")
+            if found:
+                settings[key.strip()] = value
+    settings.update((name, os.environ[name]) for name in from_environment if os.environ.get(name))
+    return settings
