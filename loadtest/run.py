@@ -186,13 +186,7 @@ class Target:
         self.aws_region = (setting("AWS_REGION", "AWS_DEFAULT_REGION") or (region and region[1]) or "us-east-1")
 
     def logs_client(self):
-        import boto3  # only in .venv-loadtest, and --help runs without it
-
-        if self.aws_endpoint and not os.environ.get("AWS_ACCESS_KEY_ID"):
-            # LocalStack's fixed test credentials.
-            return boto3.client("logs", endpoint_url=self.aws_endpoint, region_name=self.aws_region,
-                                aws_access_key_id="test", aws_secret_access_key="test")
-        return boto3.client("logs", endpoint_url=self.aws_endpoint, region_name=self.aws_region)
+        return stack_settings.aws_client("logs", self.aws_endpoint, self.aws_region)
 
 
 def run_locust(args, target: Target, source: str, report_dir: Path) -> int:

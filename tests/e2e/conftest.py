@@ -13,7 +13,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,13 +89,7 @@ def tokens(api, stack) -> dict:
 def logs(stack):
     """CloudWatch Logs of the stack: LocalStack's (with its test credentials) when scripts/up wrote
     an endpoint, otherwise the AWS account of the caller's usual credentials."""
-    endpoint = stack.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        return boto3.client(
-            "logs", endpoint_url=endpoint, region_name=stack.get("AWS_REGION", "us-east-1"),
-            aws_access_key_id="test", aws_secret_access_key="test",
-        )
-    return boto3.client("logs")
+    return stack_settings.aws_client("logs", stack.get("AWS_ENDPOINT_URL"), stack.get("AWS_REGION"))
 
 
 def wait_until(condition, seconds: float, what: str):

@@ -5,8 +5,8 @@ import json
 import urllib.request
 import uuid
 
-import boto3
 import pytest
+import stack_settings  # scripts/, which conftest puts on the path
 
 from conftest import wait_until
 
@@ -26,10 +26,7 @@ def emails(stack) -> list[str]:
 
 @pytest.fixture(scope="module")
 def sqs(stack):
-    return boto3.client(
-        "sqs", endpoint_url=stack.get("AWS_ENDPOINT_URL"), region_name=stack.get("AWS_REGION", "us-east-1"),
-        aws_access_key_id="test", aws_secret_access_key="test",
-    )
+    return stack_settings.aws_client("sqs", stack.get("AWS_ENDPOINT_URL"), stack.get("AWS_REGION"))
 
 
 def test_every_event_is_routed_and_handled_and_each_error_emails_once(api, tokens, stack, sqs):
