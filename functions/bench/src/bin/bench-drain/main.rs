@@ -63,8 +63,8 @@ use crate::{
 ///
 /// Target: at least 1,500 events/s end to end. The original Celery pipeline drained about 145
 /// events/s (a published figure, not measured here). AWS settings come from the environment
-/// (AWS_ENDPOINT_URL and LocalStack's test credentials; scripts/lib.sh sets them). The functions'
-/// logs are off unless RUST_LOG asks for them. Exits non-zero when the drain does not finish
+/// (AWS_ENDPOINT_URL and LocalStack's test credentials, as scripts/lib.sh's use_localstack sets
+/// them). The functions' logs are off unless RUST_LOG asks for them. Exits non-zero when the drain does not finish
 /// within --timeout, a stage lost or doubled something, or the email check fails.
 #[derive(Debug, Parser)]
 #[command(name = "bench-drain", verbatim_doc_comment)]

@@ -59,7 +59,8 @@ pub async fn lambda_client(stack: &Stack) -> aws_sdk_lambda::Client {
     let config = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(&stack.aws_endpoint_url)
         .region(Region::new(stack.aws_region.clone()))
-        // LocalStack's fixed test credentials, as scripts/lib.sh sets them: its account follows the key.
+        // LocalStack's fixed test credentials, as scripts/lib.sh's use_localstack sets them: its
+        // account follows the key.
         .credentials_provider(Credentials::new("test", "test", None, None, "localstack"))
         .load()
         .await;
