@@ -111,7 +111,7 @@ def payloads(stack: dict) -> dict[str, tuple[dict, list[tuple[str, dict]]]]:
         events(first: 500) { totalCount nodes { id title description status source attributes receivedAt pipelineState
                              routing { handler } processing { processedAt } notifications { state sentAt } } }
     }""", "variables": {"since": since}}
-    token_request = fixture("ingest-obtain-token-rest.json")
+    token_request = fixture("login-obtain-token-rest.json")
     token_request["body"] = json.dumps({"username": stack["DEMO_USERNAME"], "password": stack["DEMO_PASSWORD"]})
     return {
         "INGEST_FUNCTION": (

@@ -8,6 +8,7 @@ LOCAL="$ROOT/.local"          # ignored: pids, logs, generated secrets, node too
 VENV="$ROOT/.venv"            # ignored: Python tools (cargo-lambda, SAM, cfn-lint, pytest)
 PG_SERVER_URL=${PG_SERVER_URL:-postgres://postgres@127.0.0.1:5432}
 MAILDEV_VERSION=3.0.0
+UV_VERSION=0.13.9
 LOCALSTACK_PORT=${LOCALSTACK_PORT:-4566}
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -124,6 +125,17 @@ ensure_nextest() {
 # Whether stamp file $1 holds $2, the hash of the sources of what was installed: then it is current.
 stamp_is() { [ "$(cat "$1" 2>/dev/null)" = "$2" ]; }
 
+# uv installs the virtualenvs' requirements in seconds where pip's resolver takes minutes; it sits
+# in .local/uv, installed with the machine's pip, and caches downloads in ~/.cache/uv.
+ensure_uv() {
+  UV="$LOCAL/uv/bin/uv"
+  if "$UV" --version 2>/dev/null | grep -q "^uv $UV_VERSION\b"; then return; fi
+  step "Installing uv $UV_VERSION into $LOCAL/uv"
+  rm -rf "$LOCAL/uv"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$LOCAL/uv" "uv==$UV_VERSION" \
+    || fail "pip could not install uv $UV_VERSION"
+}
+
 # The virtualenv $1 with the requirements file $2 installed, made with Python $4 (python3 by default);
 # reinstalled, saying $3, only when $2 changed (a hash stamp inside the virtualenv), so that a repeat
 # run reuses it. Warns when $2 names a Python ("Python 3.11") other than the virtualenv's.
@@ -147,8 +159,10 @@ ensure_venv() {
   version=$("$dir/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
   [ -z "$locked" ] || [ "$version" = "$locked" ] \
     || printf 'warning: %s was locked on Python %s, this is %s\n' "${requirements#"$ROOT"/}" "$locked" "$version" >&2
+  ensure_uv
   step "$message"
-  "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  run_logged "install-$(basename "$dir")" "$UV" pip install --python "$dir/bin/python" -r "$requirements" \
+    || fail "uv could not install $requirements; see .local/install-$(basename "$dir").log"
   echo "$wanted" > "$stamp"
 }
 
@@ -180,6 +194,21 @@ ensure_maildev() {
   mkdir -p "$LOCAL/maildev"
   npm install --silent --no-audit --no-fund --prefix "$LOCAL/maildev" "maildev@$MAILDEV_VERSION" >/dev/null 2>&1 \
     || fail "npm could not install maildev@$MAILDEV_VERSION"
+}
+
+# What the functions, the bridge and the Rust tests talk to, natively: the machine's PostgreSQL and
+# RabbitMQ, LocalStack with the project's executor (localstack/), maildev on SMTP port 1025 with its
+# UI and API on 1080. Installs what is missing; returns once LocalStack answers. scripts/down stops
+# LocalStack and maildev.
+start_native_services() {
+  ensure_postgres
+  ensure_rabbitmq
+  "$ROOT/localstack/install"
+  ensure_maildev
+  start_background localstack "$ROOT/localstack/run"
+  start_background maildev "$LOCAL/maildev/node_modules/.bin/maildev" \
+    --ip 127.0.0.1 --smtp 1025 --web 1080 --silent
+  wait_for_url "http://127.0.0.1:$LOCALSTACK_PORT/_localstack/health" 120 LocalStack "$LOCAL/localstack.log"
 }
 
 # Secrets (.env, the demo password, the stack's settings, the deploy's parameters) are their owner's
@@ -230,13 +259,19 @@ stop_background() {
   rm -f "$pidfile"
 }
 
-# Runs "$@" with its output in .local/$name.log, echoing the log's latest line every 10 s so a
-# long step shows progress; on failure shows the log's tail and returns the command's status.
-run_logged() {
+# Starts "${@:2}" in the background with its output in .local/$1.log; its pid is in LOGGED_PID, for
+# wait_logged. Lets a long step (the build) go on while the script does others.
+start_logged() {
   local name=$1; shift
-  local log="$LOCAL/$name.log" seconds=0 status=0
-  "$@" >"$log" 2>&1 &
-  local pid=$!
+  mkdir -p "$LOCAL"
+  "$@" >"$LOCAL/$name.log" 2>&1 &
+  LOGGED_PID=$!
+}
+
+# Waits for what start_logged started as $1 (pid $2), echoing its log's latest line every 10 s so a
+# long step shows progress; on failure shows the log's tail and returns the command's status.
+wait_logged() {
+  local name=$1 pid=$2 log="$LOCAL/$1.log" seconds=0 status=0
   while kill -0 "$pid" 2>/dev/null; do
     sleep 1
     seconds=$((seconds + 1))
@@ -247,7 +282,26 @@ run_logged() {
   return "$status"
 }
 
-# Runs eventstream-admin from the workspace.
+# Runs "${@:2}" with its output in .local/$1.log and progress as wait_logged shows it.
+run_logged() {
+  start_logged "$@"
+  wait_logged "$1" "$LOGGED_PID"
+}
+
+# The local stack, the admin command and the tests are built once, with cargo's `local` profile
+# (Cargo.toml: optimised, no LTO, incremental); EVENTSTREAM_PROFILE=release builds what goes to AWS,
+# as the benchmarks measure it. BUILT is where the binaries land.
+BUILD_PROFILE=${EVENTSTREAM_PROFILE:-local}
+BUILT="${CARGO_TARGET_DIR:-$ROOT/target}/$BUILD_PROFILE"
+
+# Every binary of the workspace but the benchmarks': the functions, the bridge, eventstream-admin.
+build_binaries() {
+  cargo build --profile "$BUILD_PROFILE" --locked --manifest-path "$ROOT/Cargo.toml" \
+    --workspace --exclude bench --bins
+}
+
+# Runs eventstream-admin from the workspace, in the build the stack uses (cargo builds only what changed).
 admin() {
-  cargo run --quiet --manifest-path "$ROOT/Cargo.toml" -p eventstream --bin eventstream-admin -- "$@"
+  cargo run --quiet --profile "$BUILD_PROFILE" --locked --manifest-path "$ROOT/Cargo.toml" \
+    -p eventstream --bin eventstream-admin -- "$@"
 }

@@ -15,7 +15,7 @@ async fn the_function_answers_the_sample_events_through_the_runtime_api(pool: Pg
     // Tokens come from the login function; this one is signed with the key the function was given.
     let access = &access_token(user);
 
-    let (status, not_here) = function.invoke(&with_credentials(fixture("ingest-obtain-token-rest.json")));
+    let (status, not_here) = function.invoke(&with_credentials(fixture("login-obtain-token-rest.json")));
     assert_eq!((status, &not_here["error"]["code"]), (404, &json!("not_found")), "login is the login function's");
 
     let (status, created) = function.invoke(&with_bearer(fixture("ingest-create-event-rest.json"), access));
