@@ -300,8 +300,10 @@ build_binaries() {
     --workspace --exclude bench --bins
 }
 
-# Runs eventstream-admin from the workspace, in the build the stack uses (cargo builds only what changed).
+# Runs eventstream-admin as build_binaries built it. Not `cargo run -p eventstream`: cargo unifies
+# features over the packages it builds, so building one package alone compiles the library and
+# several dependencies again, with other features, for minutes.
 admin() {
-  cargo run --quiet --profile "$BUILD_PROFILE" --locked --manifest-path "$ROOT/Cargo.toml" \
-    -p eventstream --bin eventstream-admin -- "$@"
+  [ -x "$BUILT/eventstream-admin" ] || build_binaries
+  "$BUILT/eventstream-admin" "$@"
 }

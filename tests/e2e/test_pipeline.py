@@ -61,6 +61,10 @@ def test_every_event_is_routed_and_handled_and_each_error_emails_once(api, token
     assert set(counts.values()) == {1}, counts
     texts = emails(stack)
     assert not [event_id for event_id in other_ids if any(event_id in text for text in texts)], "only errors email"
+    # Each email links to its event at the API the stack serves (the URL scripts/up printed), not at
+    # an AWS host name that does not resolve here.
+    links = {f"{stack['API_URL'].rstrip('/')}/api/events/{event_id}" for event_id in error_ids}
+    assert {link for link in links if any(link in text for text in texts)} == links
 
     for dlq in ("WARNING_DLQ_URL", "ERROR_DLQ_URL"):
         attributes = sqs.get_queue_attributes(QueueUrl=stack[dlq], AttributeNames=["ApproximateNumberOfMessages"])
