@@ -117,10 +117,13 @@ def payloads(stack: dict) -> dict[str, tuple[dict, list[tuple[str, dict]]]]:
         "INGEST_FUNCTION": (
             rest("ingest-list-events-rest.json", token),
             [("POST /api/events/batch, 500 info events", rest("ingest-create-batch-rest.json", token, body=json.dumps(batch))),
-             ("POST /api/token (argon2id password check)", token_request),
              ("GET /api/events?limit=500", rest("ingest-list-events-rest.json", token,
                                                 queryStringParameters={"limit": "500"},
                                                 multiValueQueryStringParameters={"limit": ["500"]}))],
+        ),
+        "LOGIN_FUNCTION": (
+            token_request,
+            [("POST /api/token (argon2id password check)", token_request)],
         ),
         "GRAPHQL_FUNCTION": (
             rest("graphql-query-rest.json", token, body=json.dumps(

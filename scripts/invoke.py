@@ -10,7 +10,10 @@ The fixture is made valid for this stack first, so that it does what it would do
   * an event message (an SQS record's body, a RabbitMQ message's base64 data) that names an event the
     stack does not have gets a new event, created through the API with the message's title, status
     and source, and names it instead: otherwise the handlers park the message in `dead_letters` and
-    handle nothing.
+    handle nothing. The invocation waits until the pipeline has finished those events: the pipeline
+    delivers every event to its handler itself, and an invocation racing that delivery can find the
+    alert email claimed by it and report the record as failed. After it, the invocation is the
+    redelivery that at-least-once queues bring, which the handlers must answer cleanly.
 Exits 1 when the invoke failed or the function reported an error (FunctionError), 0 otherwise.
 """
 
@@ -19,7 +22,6 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 import re
 import sys
 import time
@@ -39,6 +41,10 @@ LOG_DEADLINE_SECONDS = 15
 # Beyond the function's own timeout: a cold start, LocalStack's own work.
 INVOKE_MARGIN_SECONDS = 30
 HTTP_TIMEOUT_SECONDS = 30
+# A fresh stack's pipeline finishes an event within seconds (tests/e2e/test_pipeline.py allows 90 s
+# for 40); longer means the bridge, RabbitMQ or the mail sink is not running.
+PIPELINE_DEADLINE_SECONDS = 60
+EVENT_STATE = "query($id: UUID!) { event(id: $id) { pipelineState routing { handler } } }"
 
 
 class Failure(Exception):
@@ -103,6 +109,30 @@ class Stack:
             raise Failure(f"POST /api/events/batch answered {status}: {body}")
         return body["events"]
 
+    def finished_by_pipeline(self, event_id: str) -> bool:
+        """Whether the pipeline is done with the event: handled, or dispatched to no handler."""
+        status, body = self.call("POST", "/graphql", {"query": EVENT_STATE, "variables": {"id": event_id}},
+                                 token=self.token())
+        if status != 200 or not isinstance(body, dict) or body.get("errors"):
+            raise Failure(f"the GraphQL API answered {status}: {body}")
+        event = body["data"]["event"] or {}
+        return event.get("pipelineState") == "PROCESSED" or (
+            event.get("pipelineState") == "DISPATCHED" and not (event.get("routing") or {}).get("handler"))
+
+    def wait_for_pipeline(self, event_ids: list[str]) -> float:
+        """Waits, bounded, until the pipeline has finished every one of the events; returns the seconds."""
+        started = time.monotonic()
+        pending = list(event_ids)
+        while True:
+            pending = [event_id for event_id in pending if not self.finished_by_pipeline(event_id)]
+            if not pending:
+                return time.monotonic() - started
+            if time.monotonic() - started > PIPELINE_DEADLINE_SECONDS:
+                raise Failure(f"the pipeline did not finish event(s) {', '.join(pending)} within "
+                              f"{PIPELINE_DEADLINE_SECONDS} s: are the bridge, RabbitMQ and maildev running "
+                              "(scripts/up starts them; .local/bridge.log)?")
+            time.sleep(0.5)
+
 
 # ---------- making the fixture valid for this stack ----------
 
@@ -145,10 +175,13 @@ class EventMessages:
 
     def __init__(self, payload: dict):
         self.places = []  # (container, key, encoding, decoded messages)
-        for record in payload.get("Records") or []:
+        # Any other shape is sent as it is: what the function makes of a malformed event is the point.
+        records = payload.get("Records")
+        for record in records if isinstance(records, list) else []:
             if isinstance(record, dict) and record.get("eventSource") == "aws:sqs":
                 self._take(record, "body", "json")
-        for deliveries in (payload.get("rmqMessagesByQueue") or {}).values():
+        queues = payload.get("rmqMessagesByQueue")
+        for deliveries in queues.values() if isinstance(queues, dict) else []:
             for delivery in deliveries if isinstance(deliveries, list) else []:
                 if isinstance(delivery, dict):
                     self._take(delivery, "data", "base64")
@@ -216,6 +249,8 @@ def supply_events(payload: dict, stack: Stack, fixture_name: str) -> None:
     carried.write_back()
     say(f"the stack had no event with the fixture's id(s); created {len(created)} through the API: "
         + ", ".join(f"{old} -> {event['id']}" for old, event in created.items()))
+    seconds = stack.wait_for_pipeline([event["id"] for event in created.values()])
+    say(f"the pipeline finished them in {seconds:.1f} s: this invocation redelivers their messages")
 
 
 def prepare(text: str, stack: Stack, fixture_name: str) -> bytes:
@@ -345,7 +380,7 @@ def file_version(path: Path) -> tuple | None:
         return None
 
 
-def watch(functions, logs, function: str, path: Path, run_once) -> None:
+def watch(functions, function: str, path: Path, run_once) -> None:
     """Invokes, then again whenever the deployed code changes (scripts/up after a rebuild) or the
     event file does, until Ctrl-C. A failed invocation is shown and watching goes on."""
     code, event = deployed_code(functions, function), file_version(path)
@@ -357,7 +392,7 @@ def watch(functions, logs, function: str, path: Path, run_once) -> None:
         if now_code is None or now_event is None:
             continue  # mid-deploy, LocalStack restarting, or an editor replacing the file: not yet
         if (now_code, now_event) != (code, event):
-            say("the deployed code changed: invoking again" if now_code != code else f"{path} changed: invoking again")
+            say("the deployed function changed: invoking again" if now_code != code else f"{path} changed: invoking again")
             code, event = now_code, now_event
             run_once()
 
@@ -371,9 +406,9 @@ def main() -> int:
     if args.watch and args.event == "-":
         raise Failure("--watch needs an event file, not standard input")
     settings = stack_settings.read(("API_URL", "DEMO_USERNAME", "DEMO_PASSWORD"))
-    functions, logs = aws_clients(HTTP_TIMEOUT_SECONDS)
+    lookups, logs = aws_clients(HTTP_TIMEOUT_SECONDS)
     # An invocation may take the function's whole timeout, and a cold start before it.
-    functions = aws_clients(function_timeout(functions, args.function) + INVOKE_MARGIN_SECONDS)[0]
+    functions = aws_clients(function_timeout(lookups, args.function) + INVOKE_MARGIN_SECONDS)[0]
     path = Path(args.event)
 
     def run_once() -> int:
@@ -397,7 +432,7 @@ def main() -> int:
             print(f"error: {error}", file=sys.stderr, flush=True)
 
     try:
-        watch(functions, logs, args.function, path, run_and_go_on)
+        watch(lookups, args.function, path, run_and_go_on)
     except KeyboardInterrupt:
         return 0
 

@@ -103,8 +103,8 @@ def test_an_event_from_stdin_is_invoked(local_stack):
 
 
 def test_a_function_error_is_a_failed_exit_with_the_error_and_its_log(local_stack):
-    # Neither a sweep nor a RabbitMQ batch: the runtime cannot read the event and reports an error.
-    result = run_invoke("dispatch", "-", stdin="[]")
+    # Neither a sweep nor a RabbitMQ batch (its messages are not a map): the runtime cannot read it.
+    result = run_invoke("dispatch", "-", stdin='{"rmqMessagesByQueue": "not a map"}')
 
     assert result.returncode == 1, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     assert "errorType" in json.loads(result.stdout), result.stdout
