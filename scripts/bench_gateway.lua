@@ -1,8 +1,8 @@
 -- wrk script of scripts/bench-gateway: POSTs the bodies in BENCH_BODIES (one JSON document a line,
 -- taken in turn) with the Authorization header BENCH_AUTHORIZATION, both from the environment, so
 -- that no token is on a command line. A response counts as expected when its status is
--- BENCH_STATUS and, if BENCH_BODY_HAS is set, its body contains that text. The last line printed
--- is JSON for bench_gateway.py.
+-- BENCH_STATUS and, if BENCH_BODY_MATCH is set, its body matches that Lua pattern. The last line
+-- printed is JSON for bench_gateway.py.
 
 local bodies = {}
 for line in string.gmatch(os.getenv("BENCH_BODIES") or "", "[^\n]+") do
@@ -13,7 +13,7 @@ local headers = {
   ["Content-Type"] = "application/json",
 }
 local expected_status = tonumber(os.getenv("BENCH_STATUS") or "201")
-local body_has = os.getenv("BENCH_BODY_HAS")
+local body_match = os.getenv("BENCH_BODY_MATCH")
 local threads = {}
 
 function setup(thread)
@@ -38,7 +38,7 @@ end
 
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
-  if status ~= expected_status or (body_has and not string.find(body, body_has, 1, true)) then
+  if status ~= expected_status or (body_match and not string.find(body, body_match)) then
     unexpected = unexpected + 1
   end
 end
@@ -54,8 +54,8 @@ function done(summary, latency, requests)
   local parts = {}
   for status, n in pairs(counts) do table.insert(parts, string.format('"%d": %d', status, n)) end
   local errors = summary.errors
-  io.write(string.format(
-    '{"requests": %d, "seconds": %.3f, "p50_ms": %.3f, "p99_ms": %.3f, "statuses": {%s}, "unexpected": %d, "socket_errors": %d}\n',
+  io.write(string.format('{"requests": %d, "seconds": %.3f, "p50_ms": %.3f, "p99_ms": %.3f, '
+      .. '"statuses": {%s}, "unexpected": %d, "socket_errors": %d}\n',
     summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
     table.concat(parts, ", "), unexpected_total, errors.connect + errors.read + errors.write + errors.timeout))
 end

@@ -18,6 +18,7 @@ import base64
 import json
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import time
@@ -25,6 +26,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import stack_settings
@@ -34,6 +36,7 @@ SCRIPT = ROOT / "scripts" / "bench_gateway.lua"
 TARGET_RATIO = 2.0  # the issue: at 16 in flight, at least twice the Django application's rate
 STRETCH_RATE = 300.0
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+GATEWAY, BASELINE, INVOKE = "stack API Gateway", "baseline", "stack Lambda Invoke"
 
 
 def login(api_url: str, username: str, password: str) -> str:
@@ -146,6 +149,12 @@ def delete_events(function_database_url: str, source: str, limit: float) -> None
     print(f"deleted the run's events (source {source}) from the stack's database")
 
 
+def run_baseline(args: argparse.Namespace, connections: int) -> dict:
+    if args.baseline_prepare:
+        subprocess.run(shlex.split(args.baseline_prepare), capture_output=True, timeout=120, check=True)
+    return run_wrk(args.baseline_url, connections, args.seconds, args.baseline_script.resolve(), {})
+
+
 def line(name: str, connections: int, phase: dict) -> str:
     bad = f"   {phase['bad']} unexpected responses: NOT VALID" if phase["bad"] else ""
     return (f"  {phase['at']}  {name:<26} c{connections:<3} {phase['rate']:8.1f} req/s   p50 {phase['p50']:8.1f} ms"
@@ -159,8 +168,11 @@ def main() -> None:
     parser.add_argument("--connections", default="16,2", help="requests in flight, in turn (default 16,2)")
     parser.add_argument("--baseline-url", help="the baseline's URL, e.g. http://127.0.0.1:8000/api/eventos/")
     parser.add_argument("--baseline-script", type=Path, help="the baseline's wrk script (its own body and token)")
+    parser.add_argument("--baseline-prepare", metavar="COMMAND",
+                        help="run before each baseline phase, e.g. to renew the token its script reads")
     parser.add_argument("--no-invoke", action="store_true", help="skip the Lambda Invoke API phases")
-    parser.add_argument("--drain-seconds", type=float, default=60, help="longest wait for the dispatch queue (default 60)")
+    parser.add_argument("--drain-seconds", type=float, default=60,
+                        help="longest wait for the dispatch queue before a phase, 0 for none (default 60)")
     parser.add_argument("--settings", type=Path, default=stack_settings.STACK_ENV,
                         help="the stack's settings file (default .local/stack.env)")
     args = parser.parse_args()
@@ -182,31 +194,33 @@ def main() -> None:
                             "SignedHeaders=host, Signature=0")
     concurrencies = [int(c) for c in args.connections.split(",")]
 
+    def phases(connections: int) -> list[tuple[str, Callable[[], dict]]]:
+        """This concurrency's phases, in turn, with a token fresh for all of them (tokens live 5 minutes)."""
+        token = login(api_url, settings["DEMO_USERNAME"], settings["DEMO_PASSWORD"])
+        gateway_env = {"BENCH_BODIES": "\n".join(bodies), "BENCH_AUTHORIZATION": f"Bearer {token}",
+                       "BENCH_STATUS": "201"}
+        chosen = [(GATEWAY, lambda: run_wrk(f"{api_url}/api/events", connections, args.seconds, SCRIPT, gateway_env))]
+        if args.baseline_url:
+            chosen.append((BASELINE, lambda: run_baseline(args, connections)))
+        if not args.no_invoke:
+            invoke_env = {"BENCH_BODIES": "\n".join(invoke_bodies(bodies, token)),
+                          "BENCH_AUTHORIZATION": invoke_authorization, "BENCH_STATUS": "200",
+                          "BENCH_BODY_MATCH": '"statusCode":%s*201[,}]'}
+            chosen.append((INVOKE, lambda: run_wrk(invoke_url, connections, args.seconds, SCRIPT, invoke_env)))
+        return chosen
+
     print(f"POST {api_url}/api/events, {args.seconds} s per phase, {args.rounds} rounds, events tagged {source}")
     results: dict[tuple[str, int], list[dict]] = {}
     for round_number in range(1, args.rounds + 1):
         print(f"round {round_number}")
         for connections in concurrencies:
-            wait_for_drain(dispatch_queue, args.drain_seconds)
-            token = login(api_url, settings["DEMO_USERNAME"], settings["DEMO_PASSWORD"])
-            env = {"BENCH_BODIES": "\n".join(bodies), "BENCH_AUTHORIZATION": f"Bearer {token}", "BENCH_STATUS": "201"}
-            phases = [("LocalStack API Gateway", lambda: run_wrk(f"{api_url}/api/events", connections, args.seconds, SCRIPT, env))]
-            if args.baseline_url:
-                phases.append(("baseline", lambda: run_wrk(args.baseline_url, connections, args.seconds,
-                                                           args.baseline_script.resolve(), {})))
-            if not args.no_invoke:
-                invoke_env = {"BENCH_BODIES": "\n".join(invoke_bodies(bodies, token)),
-                              "BENCH_AUTHORIZATION": invoke_authorization, "BENCH_STATUS": "200",
-                              "BENCH_BODY_HAS": '"statusCode":201'}
-                phases.append(("LocalStack Lambda Invoke", lambda: run_wrk(invoke_url, connections, args.seconds,
-                                                                            SCRIPT, invoke_env)))
-            for name, run in phases:
+            for name, run in phases(connections):
                 wait_for_drain(dispatch_queue, args.drain_seconds)
                 phase = run()
                 results.setdefault((name, connections), []).append(phase)
                 print(line(name, connections, phase), flush=True)
             if args.baseline_url:
-                gateway, baseline = results[("LocalStack API Gateway", connections)][-1], results[("baseline", connections)][-1]
+                gateway, baseline = results[(GATEWAY, connections)][-1], results[(BASELINE, connections)][-1]
                 print(f"    ratio, gateway / baseline: {gateway['rate'] / baseline['rate']:.2f}x the rate, "
                       f"{gateway['p50'] / baseline['p50']:.2f}x the p50")
 
@@ -216,15 +230,15 @@ def main() -> None:
         print(f"  {name:<26} c{connections:<3} {median['rate']:8.1f} req/s   p50 {median['p50']:8.1f} ms   "
               f"p99 {median['p99']:8.1f} ms")
     if args.baseline_url and 16 in concurrencies:
-        ratios = [g["rate"] / b["rate"] for g, b in zip(results[("LocalStack API Gateway", 16)], results[("baseline", 16)])]
-        rate = statistics.median(g["rate"] for g in results[("LocalStack API Gateway", 16)])
+        ratios = [g["rate"] / b["rate"] for g, b in zip(results[(GATEWAY, 16)], results[(BASELINE, 16)])]
+        rate = statistics.median(g["rate"] for g in results[(GATEWAY, 16)])
         verdict = "met" if min(ratios) >= TARGET_RATIO else "MISSED"
         print(f"target, 16 in flight: >= {TARGET_RATIO:.0f}x the baseline's rate in the same minute: "
               f"{', '.join(f'{r:.2f}x' for r in ratios)}: {verdict}; stretch {STRETCH_RATE:.0f} req/s: "
               f"{rate:.1f} ({'met' if rate >= STRETCH_RATE else 'not met'})")
+    delete_events(variables["DATABASE_URL"], source, args.drain_seconds)
     if any(p["bad"] for phases in results.values() for p in phases):
         raise SystemExit("some phases had unexpected responses: their figures are not valid")
-    delete_events(variables["DATABASE_URL"], source, args.drain_seconds)
 
 
 if __name__ == "__main__":

@@ -240,29 +240,30 @@ def test_stopping_localstack_leaves_no_function_process(own_localstack):
 
 
 def test_a_request_during_shutdown_does_not_restart_a_stopped_service(own_localstack):
-    # LocalStack stops its services first and its gateway only after Lambda's stop returned (up to 2 s: it joins
-    # its event pollers' SQS long polls). Meanwhile it answers 503 to clients but serves its own internal calls,
-    # and a stopped service's first one started it again: CloudWatch then left a non-daemon thread behind and the
-    # process never exited. Lambda makes such a call itself, PutMetricData after an invocation, which is how
-    # Ctrl-C right after an invoke hung (launch.py refuses such starts).
+    # LocalStack stops its services in alphabetical order, Lambda's stop taking seconds (it joins its event
+    # pollers' SQS long polls), and its gateway last. Meanwhile it answers 503 to clients but serves its own
+    # internal calls, and a stopped service's first one started it again: CloudWatch (which run no longer
+    # enables) then left a non-daemon thread behind and the process never exited; Lambda called it after every
+    # invocation (PutMetricData), which is how Ctrl-C right after an invoke hung (launch.py refuses such
+    # starts). EventBridge, also stopped before Lambda, stands in for any such service here.
     create_function(own_localstack)
-    cloudwatch = own_localstack.client("cloudwatch")  # built now: the request must go out right away
+    events = own_localstack.client("events")  # built now: the request must go out right away
     # What LocalStack's internal clients send (localstack.aws.connect.InternalClientFactory).
-    cloudwatch.meta.events.register(
+    events.meta.events.register(
         "before-call.*.*", lambda params, **_: params["headers"].update({"x-localstack-data": "{}"})
     )
 
-    def cloudwatch_stopped():
+    def events_stopped():
         with urllib.request.urlopen(f"{own_localstack.url}/_localstack/health", timeout=5) as response:
-            return json.loads(response.read())["services"]["cloudwatch"] == "stopped"
+            return json.loads(response.read())["services"]["events"] == "stopped"
 
     own_localstack.interrupt()
-    wait_for(cloudwatch_stopped, 10, interval=0.005, message="CloudWatch to stop")
+    wait_for(events_stopped, 10, interval=0.005, message="EventBridge to stop")
     try:
-        cloudwatch.list_metrics()
-        pytest.fail("CloudWatch was started again during shutdown")
+        events.list_event_buses()
+        pytest.fail("EventBridge was started again during shutdown")
     except ClientError as e:
         assert e.response["ResponseMetadata"]["HTTPStatusCode"] >= 500
     except EndpointConnectionError:
-        pass  # the gateway was already gone: nothing could start CloudWatch again
+        pass  # the gateway was already gone: nothing could start EventBridge again
     assert own_localstack.stop() == 0
