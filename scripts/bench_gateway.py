@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import stack_settings
+from bench_pipeline import call
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "bench_gateway.lua"
@@ -40,13 +41,7 @@ GATEWAY, BASELINE, INVOKE = "stack API Gateway", "baseline", "stack Lambda Invok
 
 
 def login(api_url: str, username: str, password: str) -> str:
-    request = urllib.request.Request(
-        f"{api_url}/api/token",
-        data=json.dumps({"username": username, "password": password}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())["access"]
+    return call(f"{api_url}/api/token", {"username": username, "password": password})["access"]
 
 
 def event_bodies(source: str) -> list[str]:
