@@ -172,6 +172,12 @@ ensure_tools() {
     "Installing cargo-lambda, AWS SAM, cfn-lint, awscli-local, pytest and Playwright into $VENV"
 }
 
+# checkov, in its own virtualenv (its pins clash with the tools'); scripts/test scans template.yaml with it.
+CHECKOV_VENV="$ROOT/.venv-checkov"
+ensure_checkov() {
+  ensure_venv "$CHECKOV_VENV" "$ROOT/scripts/checkov-requirements.txt" "Installing checkov into $CHECKOV_VENV"
+}
+
 # The browser tests: Debian's Chromium, and the pinned npm packages that stand in for the CDN the
 # GraphiQL page loads from (tests/e2e/package-lock.json), reinstalled when the lock changes.
 ensure_browser() {
