@@ -52,6 +52,10 @@ def main(binaries: Path, out: Path, api_id: str) -> None:
         resource["Properties"]["CodeUri"] = str(code)
         # Nothing is left to build: the deploy packages the folder as it is.
         del resource["Metadata"]
+    # A nested stack's template is named relative to template.yaml; template.json sits elsewhere.
+    for resource in template["Resources"].values():
+        if resource.get("Type") == "AWS::CloudFormation::Stack":
+            resource["Properties"]["TemplateURL"] = str(ROOT / resource["Properties"]["TemplateURL"])
     apis = [resource for resource in template["Resources"].values() if resource.get("Type") == "AWS::Serverless::Api"]
     if len(apis) != 1:
         sys.exit(f"template.yaml defines {len(apis)} REST APIs, where one is expected")
