@@ -244,6 +244,33 @@ async fn a_failed_put_is_tried_again_and_an_undelivered_response_fails_the_invoc
     assert!(diagnostic.error_message.contains("503"), "{}", diagnostic.error_message);
 }
 
+#[sqlx::test(migrations = "../../migrations")]
+async fn an_https_response_url_is_spoken_to_over_tls(pool: PgPool) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/cfn-responses/x", listener.local_addr().unwrap());
+    let (sender, first_bytes) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            stream.set_read_timeout(Some(WAIT)).unwrap();
+            let mut record_header = [0; 3];
+            stream.read_exact(&mut record_header).unwrap();
+            if sender.send(record_header).is_err() {
+                return;
+            }
+        }
+    });
+    let state = AdminState::new(pool);
+
+    let error = invoke(&state, request("Delete", &url)).await.unwrap_err();
+
+    // A TLS handshake record (22) of TLS 1.x (3, n): rustls spoke; the plain-TCP listener hung up on
+    // every attempt.
+    let record_header = first_bytes.recv_timeout(WAIT).unwrap();
+    assert_eq!(record_header[..2], [22, 3], "{record_header:?}");
+    assert_eq!(Diagnostic::from(error).error_type, "Admin.ResponseUndelivered");
+}
+
 #[sqlx::test(migrations = false)]
 async fn an_unreadable_request_still_gets_its_answer(pool: PgPool) {
     let server = ResponseServer::start(&[]);
