@@ -5,7 +5,7 @@ mod password;
 mod session;
 mod token;
 
-pub use password::{PasswordError, hash_password, verify_password};
+pub use password::{PasswordError, generate_password, hash_password, verify_password};
 pub use session::{AuthError, Authenticator, LoginError, Sessions};
 pub use token::{Claims, TokenCodec, TokenError, TokenKind, TokenPair, TokenSubject};
 

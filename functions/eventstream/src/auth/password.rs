@@ -2,8 +2,13 @@ use std::sync::{LazyLock, Mutex};
 
 use argon2::{
     Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher, Version,
-    password_hash::{Output, SaltString, rand_core::OsRng},
+    password_hash::{
+        Output, SaltString,
+        rand_core::{OsRng, RngCore},
+    },
 };
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use secrecy::SecretString;
 
 /// Hashing failed for a reason other than a wrong password.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +29,17 @@ pub fn hash_password(password: &str) -> Result<String, PasswordError> {
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
         .map_err(PasswordError::Hash)
+}
+
+/// Random bytes in a generated password: 144 bits, 24 characters once encoded.
+const GENERATED_PASSWORD_BYTES: usize = 18;
+
+/// A new password from the operating system's CSPRNG, URL-safe base64 (A-Z a-z 0-9 - _), for an
+/// operator who must not choose one where it could be logged (the admin function).
+pub fn generate_password() -> SecretString {
+    let mut bytes = [0; GENERATED_PASSWORD_BYTES];
+    OsRng.fill_bytes(&mut bytes);
+    SecretString::from(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// A hash of a password nobody knows, checked when the user does not exist so that a login for
@@ -91,6 +107,18 @@ mod tests {
         assert!(verify_password("correct horse", Some(&hash)));
         assert!(!verify_password("correct horsf", Some(&hash)));
         assert_ne!(hash, hash_password("correct horse").unwrap(), "each hash has its own salt");
+    }
+
+    #[test]
+    fn generated_passwords_are_long_distinct_and_accepted() {
+        use secrecy::ExposeSecret;
+        let first = generate_password();
+        let second = generate_password();
+        assert_eq!(first.expose_secret().len(), 24);
+        assert!(first.expose_secret().chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert_ne!(first.expose_secret(), second.expose_secret());
+        let hash = hash_password(first.expose_secret()).unwrap();
+        assert!(verify_password(first.expose_secret(), Some(&hash)));
     }
 
     #[test]

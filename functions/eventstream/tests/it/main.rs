@@ -3,6 +3,7 @@
 
 mod access;
 mod admin_cli;
+mod admin_function;
 mod api;
 mod dispatch;
 mod graphql;

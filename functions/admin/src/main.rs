@@ -1,0 +1,18 @@
+//! The admin function: CloudFormation's custom resource that migrates the schema on every deploy,
+//! and `eventstream-admin`'s commands for a database no laptop reaches (create-user and set-password
+//! generate the password and return it once).
+
+use eventstream::{
+    config::DatabaseConfig,
+    handlers::admin::{AdminState, handle},
+    store::lazy_pool,
+};
+use lambda_runtime::{Error, run, service_fn, tracing};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    let config = DatabaseConfig::from_env()?;
+    let state = AdminState::new(lazy_pool(&config)?);
+    run(service_fn(|event| handle(&state, event))).await
+}
