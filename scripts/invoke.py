@@ -7,6 +7,9 @@ scripts/invoke, which names the deployed function and points AWS_ENDPOINT_URL at
 The fixture is made valid for this stack first, so that it does what it would do for a real caller:
   * `REPLACE_WITH_ACCESS_TOKEN` becomes a fresh access token of the stack's demo user and
     `REPLACE_WITH_PASSWORD` that user's password (both from .local/stack.env, never on a command line);
+  * `REPLACE_WITH_NEW_USERNAME` (the admin function's create-user) becomes a username no one has;
+  * a CloudFormation custom-resource request's `ResponseURL` becomes a presigned PUT URL of LocalStack's
+    S3, and the answer the function put there (what CloudFormation would read) is shown on stderr;
   * an event message (an SQS record's body, a RabbitMQ message's base64 data) that names an event the
     stack does not have gets a new event, created through the API with the message's title, status
     and source, and names it instead: otherwise the handlers park the message in `dead_letters` and
@@ -35,6 +38,9 @@ import stack_settings
 
 TOKEN_PLACEHOLDER = "REPLACE_WITH_ACCESS_TOKEN"
 PASSWORD_PLACEHOLDER = "REPLACE_WITH_PASSWORD"
+NEW_USERNAME_PLACEHOLDER = "REPLACE_WITH_NEW_USERNAME"
+# Where a custom-resource request's answer goes: the bucket scripts/up deploys from.
+RESPONSE_BUCKET = "eventstream-sam-artifacts"
 # The executor's CloudWatch shipping follows the invocation by a moment; a log missing after this
 # long is not coming.
 LOG_DEADLINE_SECONDS = 15
@@ -260,8 +266,43 @@ def prepare(text: str, stack: Stack, fixture_name: str) -> bytes:
         raise Failure(f"{fixture_name} is not JSON: {error}") from None
     payload = fill_placeholders(payload, stack)
     if isinstance(payload, dict):
+        if payload.get("username") == NEW_USERNAME_PLACEHOLDER:
+            payload["username"] = f"invoke-{uuid.uuid4().hex[:12]}"
+        if "ResponseURL" in payload and "RequestType" in payload:
+            payload["ResponseURL"] = custom_resource_response_url()
         supply_events(payload, stack, fixture_name)
     return json.dumps(payload).encode()
+
+
+def s3_client():
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(connect_timeout=5, read_timeout=HTTP_TIMEOUT_SECONDS,
+                                            s3={"addressing_style": "path"}))
+
+
+def custom_resource_response_url() -> str:
+    """A presigned PUT URL in LocalStack's S3, as CloudFormation hands a custom resource's function one."""
+    key = f"custom-resource-responses/{uuid.uuid4()}"
+    return s3_client().generate_presigned_url("put_object", Params={"Bucket": RESPONSE_BUCKET, "Key": key},
+                                              ExpiresIn=3600)
+
+
+def show_custom_resource_response(payload: bytes) -> None:
+    """What the function answered CloudFormation, read back from the presigned URL's object."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    url = json.loads(payload).get("ResponseURL") if payload.lstrip().startswith(b"{") else None
+    if not isinstance(url, str) or RESPONSE_BUCKET not in url:
+        return
+    key = urllib.parse.urlparse(url).path.split(f"/{RESPONSE_BUCKET}/", 1)[1]
+    try:
+        answer = s3_client().get_object(Bucket=RESPONSE_BUCKET, Key=key)["Body"].read().decode()
+    except (BotoCoreError, ClientError) as error:
+        say(f"no answer for CloudFormation at {RESPONSE_BUCKET}/{key}: {error}")
+        return
+    say(f"the answer CloudFormation would read: {answer}")
 
 
 # ---------- invoking, and the invocation's log ----------
@@ -420,7 +461,9 @@ def main() -> int:
         # A fresh token each time: an access token lives 5 minutes, a watch much longer.
         payload = prepare(text, Stack(settings), name)
         say(f"invoking {args.function} with {name}")
-        return invoke(functions, logs, args.function, payload)
+        status = invoke(functions, logs, args.function, payload)
+        show_custom_resource_response(payload)
+        return status
 
     if not args.watch:
         return run_once()

@@ -12,7 +12,8 @@ from conftest import ROOT
 
 EVENTS = sorted((ROOT / "events").glob("*.json"))
 # Longest first: a fixture's name starts with its function's short name and a dash.
-FUNCTIONS = sorted(["ingest", "login", "graphql", "dispatch", "warning-handler", "error-handler"], key=len, reverse=True)
+FUNCTIONS = sorted(["ingest", "login", "graphql", "dispatch", "warning-handler", "error-handler", "admin"], key=len,
+                   reverse=True)
 # A cold start, a sign-in, the events an SQS fixture needs created, the function's own timeout (30 s at most).
 INVOKE_TIMEOUT_SECONDS = 120
 REPORT = re.compile(r"^REPORT RequestId: (\S+)\tDuration: [\d.]+ ms\tBilled Duration: \d+ ms", re.M)
@@ -90,6 +91,13 @@ def test_each_fixture_invokes_its_function_cleanly(local_stack, fixture):
         assert response["routed"] + response["finished"] + response["already_routed"] == messages_in(event), response
     elif function == "dispatch":
         assert response.get("parked") == 0 and isinstance(response.get("republished"), int), response
+    elif function == "admin" and "RequestType" in event:
+        # The migrations custom resource: already migrated, it succeeds and tells CloudFormation so.
+        assert '"Status":"SUCCESS"' in result.stderr.replace(" ", ""), result.stderr
+        assert '"PhysicalResourceId":"eventstream-migrations"' in result.stderr.replace(" ", ""), result.stderr
+    elif function == "admin":
+        assert response["username"].startswith("invoke-") and len(response["password"]) >= 16, response
+        assert response["password"] not in result.stderr, "the generated password is in the log"
     else:
         pytest.fail(f"{fixture.name}: no expectation for a {function} event of this shape; add one here")
 
