@@ -13,6 +13,7 @@ use crate::{
     auth::hash_password,
     config::DatabaseConfig,
     domain::Role,
+    secrets::{SecretsManager, resolve},
     store::{PgUserStore, lazy_pool},
 };
 
@@ -59,7 +60,7 @@ enum Command {
 
 /// Runs one command and says what it did on standard output.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut config = DatabaseConfig::from_env()?;
+    let mut config = resolve(&DatabaseConfig::from_env()?, &SecretsManager::default()).await?;
     if matches!(cli.command, Command::Migrate) {
         // A migration may rebuild an index over every event; the API's statement timeout is not for it.
         config.statement_timeout = std::time::Duration::ZERO;

@@ -4,5 +4,6 @@
 pub mod dispatch;
 pub mod graphql;
 pub mod http;
+pub mod lazy;
 pub mod rest;
 pub mod sqs;

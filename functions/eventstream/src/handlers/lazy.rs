@@ -1,0 +1,145 @@
+//! A function's state built on its first invocation, when its configuration names secrets.
+//!
+//! Reading secrets during a cold start's init would add their round trips to every cold start's
+//! init, which Lambda bills and API clients wait for, before any request is there to serve.
+//! [`Lazy`] is the function's service: on the first invocation it reads the secrets (all at once),
+//! completes the configuration and builds the service from it, which it keeps for the life of the
+//! process. A failure fails that invocation only; the next one tries again. A configuration that
+//! names no secret is built at once, during init, as it always was.
+
+use std::{
+    error::Error as StdError,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use futures_util::future::BoxFuture;
+use lambda_runtime::Diagnostic;
+use tokio::sync::OnceCell;
+use tower::{Service, ServiceExt};
+
+use crate::{
+    config::Pending,
+    pipeline::error_chain,
+    secrets::{SecretStore, SecretsError, SecretsManager, resolve},
+};
+
+/// Why the state could not be built from a complete configuration (a pool, a mailer...).
+pub type BuildError = Box<dyn StdError + Send + Sync>;
+
+/// Why an invocation found no state to run on.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error("cannot build the function's state")]
+    Build(#[source] BuildError),
+}
+
+impl From<&StateError> for Diagnostic {
+    fn from(error: &StateError) -> Self {
+        let error_type = match error {
+            StateError::Secrets(SecretsError::Read { .. }) => "Config.SecretUnavailable",
+            StateError::Secrets(SecretsError::Config(_)) => "Config.InvalidSecret",
+            StateError::Build(_) => "Config.StateUnavailable",
+        };
+        Diagnostic { error_type: error_type.into(), error_message: error_chain(error) }
+    }
+}
+
+type Init<S> = Box<dyn Fn() -> BoxFuture<'static, Result<S, StateError>> + Send + Sync>;
+
+enum Inner<S> {
+    Built(S),
+    OnFirstUse { service: OnceCell<S>, init: Init<S> },
+}
+
+/// A service built on first use from a configuration whose secrets are read then; see the module.
+pub struct Lazy<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for Lazy<S> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone() }
+    }
+}
+
+impl<S: Send + Sync + 'static> Lazy<S> {
+    /// The service `build` makes from `config`, reading its secrets from Secrets Manager. With no
+    /// secret to read it is built now, and an error is returned now, as before any invocation.
+    pub fn new<C>(
+        config: Pending<C>,
+        build: impl Fn(C) -> Result<S, BuildError> + Send + Sync + 'static,
+    ) -> Result<Self, StateError>
+    where
+        C: Clone + Send + Sync + 'static,
+    {
+        Self::with_store(config, SecretsManager::default(), build)
+    }
+
+    /// As [`Lazy::new`], reading secrets from `store`.
+    pub fn with_store<C, T>(
+        config: Pending<C>,
+        store: T,
+        build: impl Fn(C) -> Result<S, BuildError> + Send + Sync + 'static,
+    ) -> Result<Self, StateError>
+    where
+        C: Clone + Send + Sync + 'static,
+        T: SecretStore + 'static,
+    {
+        if config.secrets().len() == 0 {
+            let service = build(config.complete(&[]).map_err(SecretsError::from)?).map_err(StateError::Build)?;
+            return Ok(Self { inner: Arc::new(Inner::Built(service)) });
+        }
+        let shared = Arc::new((config, store, build));
+        let init: Init<S> = Box::new(move || {
+            let shared = shared.clone();
+            Box::pin(async move {
+                let (config, store, build) = &*shared;
+                let config = resolve(config, store).await?;
+                build(config).map_err(StateError::Build)
+            })
+        });
+        Ok(Self { inner: Arc::new(Inner::OnFirstUse { service: OnceCell::new(), init }) })
+    }
+
+    /// The service, built by this call if no call has built it yet.
+    pub async fn get(&self) -> Result<&S, StateError> {
+        match &*self.inner {
+            Inner::Built(service) => Ok(service),
+            // OnceCell keeps no failure: the next call tries again.
+            Inner::OnFirstUse { service, init } => service.get_or_try_init(init).await,
+        }
+    }
+}
+
+impl<S, R> Service<R> for Lazy<S>
+where
+    S: Service<R> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<Diagnostic>,
+    R: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = Diagnostic;
+    type Future = BoxFuture<'static, Result<S::Response, Diagnostic>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Diagnostic>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        let lazy = self.clone();
+        Box::pin(async move {
+            let service = match lazy.get().await {
+                Ok(service) => service.clone(),
+                Err(error) => {
+                    tracing::error!(error = %error_chain(&error), "no state to run on; the next invocation tries again");
+                    return Err(Diagnostic::from(&error));
+                }
+            };
+            service.oneshot(request).await.map_err(Into::into)
+        })
+    }
+}
