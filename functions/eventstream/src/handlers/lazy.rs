@@ -143,3 +143,95 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::HashMap,
+        sync::{Mutex, atomic::AtomicUsize, atomic::Ordering},
+    };
+
+    use secrecy::{ExposeSecret, SecretString};
+    use tower::service_fn;
+
+    use super::*;
+    use crate::{config::JwtConfig, secrets::ReadError};
+
+    /// Secrets in memory, counting reads.
+    #[derive(Default)]
+    struct Store {
+        values: Mutex<HashMap<String, String>>,
+        reads: AtomicUsize,
+    }
+
+    impl SecretStore for Store {
+        async fn secret_string(&self, arn: &str) -> Result<SecretString, ReadError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let value = self.values.lock().unwrap().get(arn).cloned();
+            value.map(SecretString::from).ok_or_else(|| format!("no secret {arn}").into())
+        }
+    }
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef-key";
+
+    fn jwt(vars: &[(&str, &str)]) -> Pending<JwtConfig> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        JwtConfig::from_lookup(&|name| vars.get(name).cloned()).unwrap()
+    }
+
+    /// A service answering with the signing key's length, built from the configuration.
+    fn lazy(
+        config: Pending<JwtConfig>,
+        store: Arc<Store>,
+    ) -> Result<
+        Lazy<impl Service<(), Response = usize, Error = Diagnostic, Future: Send> + Clone + Send + Sync>,
+        StateError,
+    > {
+        Lazy::with_store(config, store, |config: JwtConfig| {
+            let length = config.secret.expose_secret().len();
+            Ok(service_fn(move |()| async move { Ok::<_, Diagnostic>(length) }))
+        })
+    }
+
+    #[tokio::test]
+    async fn secrets_are_read_on_the_first_call_once_and_a_failure_is_tried_again() {
+        let store = Arc::new(Store::default());
+        let mut service = lazy(jwt(&[("JWT_SECRET_ARN", "jwt")]), store.clone()).unwrap();
+        assert_eq!(store.reads.load(Ordering::SeqCst), 0, "nothing is read before the first call");
+
+        let error = service.call(()).await.unwrap_err();
+        assert_eq!(error.error_type, "Config.SecretUnavailable");
+        assert!(error.error_message.contains("JWT_SECRET_ARN"), "{}", error.error_message);
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+
+        store.values.lock().unwrap().insert("jwt".into(), KEY.into());
+        assert_eq!(service.call(()).await.unwrap(), KEY.len(), "the failure was not kept");
+        assert_eq!(service.call(()).await.unwrap(), KEY.len());
+        assert_eq!(store.reads.load(Ordering::SeqCst), 2, "read once more, then kept");
+    }
+
+    #[tokio::test]
+    async fn an_unusable_secret_fails_the_call_without_its_value() {
+        let store = Arc::new(Store::default());
+        store.values.lock().unwrap().insert("jwt".into(), "short-hunter2".into());
+        let mut service = lazy(jwt(&[("JWT_SECRET_ARN", "jwt")]), store.clone()).unwrap();
+        let error = service.call(()).await.unwrap_err();
+        assert_eq!(error.error_type, "Config.InvalidSecret");
+        assert!(error.error_message.contains("JWT_SECRET_ARN"), "{}", error.error_message);
+        assert!(!error.error_message.contains("hunter2"), "{}", error.error_message);
+    }
+
+    #[tokio::test]
+    async fn a_configuration_without_secrets_is_built_at_once_without_the_store() {
+        let store = Arc::new(Store::default());
+        let mut service = lazy(jwt(&[("JWT_SECRET", KEY)]), store.clone()).unwrap();
+        assert_eq!(service.call(()).await.unwrap(), KEY.len());
+        assert_eq!(store.reads.load(Ordering::SeqCst), 0);
+        let error = Lazy::with_store(jwt(&[("JWT_SECRET", KEY)]), store, |_| -> Result<(), BuildError> {
+            Err("no pool".into())
+        })
+        .err()
+        .expect("a build failure without secrets is returned at once");
+        assert!(matches!(error, StateError::Build(_)), "{error:?}");
+    }
+}
