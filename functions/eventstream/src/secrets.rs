@@ -8,6 +8,10 @@
 use std::{error::Error as StdError, sync::Arc};
 
 use aws_config::BehaviorVersion;
+use aws_smithy_http_client::{
+    Builder,
+    tls::{Provider, rustls_provider::CryptoMode},
+};
 use futures_util::future::try_join_all;
 use secrecy::SecretString;
 use tokio::sync::OnceCell;
@@ -58,6 +62,11 @@ pub async fn resolve<C: Clone>(pending: &Pending<C>, store: &impl SecretStore) -
     Ok(pending.complete(&values)?)
 }
 
+/// The HTTP client the SDK uses in the functions: rustls on ring, whose TLS roots are the system's.
+pub fn https_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
+    Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+}
+
 /// AWS Secrets Manager, through a client made on the first read.
 #[derive(Default)]
 pub struct SecretsManager {
@@ -78,7 +87,7 @@ impl SecretsManager {
     async fn client(&self) -> &aws_sdk_secretsmanager::Client {
         self.client
             .get_or_init(|| async {
-                let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+                let config = aws_config::defaults(BehaviorVersion::latest()).http_client(https_client()).load().await;
                 aws_sdk_secretsmanager::Client::new(&config)
             })
             .await

@@ -23,7 +23,7 @@ use eventstream::{
         lazy::Lazy,
         rest::{AppState, malformed_request, service},
     },
-    secrets::{ReadError, SecretStore, SecretsManager, resolve},
+    secrets::{ReadError, SecretStore, SecretsManager, https_client, resolve},
     store::lazy_pool,
 };
 use lambda_http::lambda_runtime::Diagnostic;
@@ -65,6 +65,7 @@ impl Secrets {
     async fn new() -> Self {
         let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
         let config = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https_client())
             .endpoint_url(endpoint)
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
