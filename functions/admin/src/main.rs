@@ -4,7 +4,10 @@
 
 use eventstream::{
     config::DatabaseConfig,
-    handlers::admin::{AdminState, handle},
+    handlers::{
+        admin::{AdminState, handle_lazily},
+        lazy::Lazy,
+    },
     store::lazy_pool,
 };
 use lambda_runtime::{Error, run, service_fn, tracing};
@@ -12,7 +15,7 @@ use lambda_runtime::{Error, run, service_fn, tracing};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let config = DatabaseConfig::from_env()?;
-    let state = AdminState::new(lazy_pool(&config)?);
-    run(service_fn(|event| handle(&state, event))).await
+    let state =
+        Lazy::new(DatabaseConfig::from_env()?, |config: DatabaseConfig| Ok(AdminState::new(lazy_pool(&config)?)))?;
+    run(service_fn(|event| handle_lazily(&state, event))).await
 }

@@ -39,7 +39,7 @@ pub fn function_pool(url: &str) -> anyhow::Result<PgPool> {
 }
 
 fn pool(url: &str, statement_timeout: Duration) -> anyhow::Result<PgPool> {
-    let config = DatabaseConfig { url: SecretString::from(url), max_connections: 2, statement_timeout };
+    let config = DatabaseConfig { url: SecretString::from(url), login: None, max_connections: 2, statement_timeout };
     Ok(lazy_pool(&config)?)
 }
 

@@ -6,15 +6,14 @@ use std::time::Duration;
 
 use eventstream::{
     bus::Topology,
-    config::{ConfigError, env_lookup, optional, required},
+    config::{ConfigError, Parts, Pending, amqp_url, env_lookup, optional, parse_amqp_url, required},
 };
-use lapin::uri::AMQPUri;
 use secrecy::SecretString;
 
 /// What the bridge connects to, where it sends, and how it batches.
 #[derive(Clone, Debug)]
 pub struct BridgeConfig {
-    /// `AMQP_URL`.
+    /// `AMQP_URL`, with the user and password of the secret `AMQP_SECRET_ARN` names when set.
     pub amqp_url: SecretString,
     /// The RabbitMQ virtual host of `amqp_url`: Amazon MQ names a queue `<queue>::<vhost>`.
     pub amqp_vhost: String,
@@ -40,18 +39,13 @@ pub struct BridgeConfig {
 
 impl BridgeConfig {
     /// Reads the configuration from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env() -> Result<Pending<Self>, ConfigError> {
         Self::from_lookup(&env_lookup)
     }
 
     /// Reads the configuration from `lookup`, which answers for the environment's variables.
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let amqp_url = required(lookup, "AMQP_URL")?;
-        // The parser's message is kept out of the error: it may quote the password.
-        let amqp_vhost = amqp_url
-            .parse::<AMQPUri>()
-            .map_err(|_| ConfigError::Invalid { name: "AMQP_URL", reason: "not an amqp:// or amqps:// URL".into() })?
-            .vhost;
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Pending<Self>, ConfigError> {
+        let amqp_vhost = parse_amqp_url(&required(lookup, "AMQP_URL")?)?.vhost;
         let prefetch: u16 = optional(lookup, "BRIDGE_PREFETCH", 100)?;
         let batch_window_ms: u64 = optional(lookup, "BRIDGE_BATCH_WINDOW_MS", 20)?;
         let summary_seconds: u64 = optional(lookup, "BRIDGE_SUMMARY_SECONDS", 30)?;
@@ -60,8 +54,9 @@ impl BridgeConfig {
                 return Err(ConfigError::Invalid { name, reason: "must be at least 1".into() });
             }
         }
-        Ok(Self {
-            amqp_url: SecretString::from(amqp_url),
+        let mut parts = Parts::default();
+        let config = Self {
+            amqp_url: parts.take(amqp_url(lookup)?, |config: &mut Self| &mut config.amqp_url),
             amqp_vhost,
             topology: Topology::with_prefix(&optional(lookup, "AMQP_QUEUE_PREFIX", String::new())?),
             warning_queue_url: required(lookup, "WARNING_QUEUE_URL")?,
@@ -71,7 +66,8 @@ impl BridgeConfig {
             batch_window: Duration::from_millis(batch_window_ms),
             summary_interval: Duration::from_secs(summary_seconds),
             drain_timeout: Duration::from_secs(optional(lookup, "BRIDGE_DRAIN_SECONDS", 20)?),
-        })
+        };
+        Ok(parts.pending(config))
     }
 }
 
@@ -91,7 +87,7 @@ mod tests {
 
     fn config_from(pairs: &[(&str, &str)]) -> Result<BridgeConfig, ConfigError> {
         let vars: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        BridgeConfig::from_lookup(&|name| vars.get(name).cloned())
+        BridgeConfig::from_lookup(&|name| vars.get(name).cloned())?.complete(&[])
     }
 
     #[test]

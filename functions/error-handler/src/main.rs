@@ -2,16 +2,20 @@
 //! emails the alert recipients about it once.
 
 use eventstream::{
-    config::ErrorHandlerConfig, handlers::sqs::handle_error_events, mail::SmtpMailer, pipeline::Alerting,
+    config::ErrorHandlerConfig,
+    handlers::{lazy::Lazy, sqs::error_service},
+    mail::SmtpMailer,
+    pipeline::Alerting,
     store::lazy_pool,
 };
-use lambda_runtime::{Error, run, service_fn, tracing};
+use lambda_runtime::{Error, run, tracing};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let config = ErrorHandlerConfig::from_env()?;
-    let mailer = SmtpMailer::new(&config.smtp)?;
-    let alerting = Alerting::new(lazy_pool(&config.database)?, mailer, config.alert, config.claim_timeout);
-    run(service_fn(|event| handle_error_events(&alerting, event))).await
+    let service = Lazy::new(ErrorHandlerConfig::from_env()?, |config: ErrorHandlerConfig| {
+        let mailer = SmtpMailer::new(&config.smtp)?;
+        Ok(error_service(Alerting::new(lazy_pool(&config.database)?, mailer, config.alert, config.claim_timeout)))
+    })?;
+    run(service).await
 }

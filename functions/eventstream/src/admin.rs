@@ -16,6 +16,7 @@ use crate::{
     auth::{PasswordError, hash_password},
     config::DatabaseConfig,
     domain::Role,
+    secrets::{SecretsManager, resolve},
     store::{PgUserStore, UserError, lazy_pool},
 };
 
@@ -164,7 +165,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
 
 /// Runs one command of `eventstream-admin` and says what it did on standard output.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = DatabaseConfig::from_env()?;
+    let config = resolve(&DatabaseConfig::from_env()?, &SecretsManager::default()).await?;
     let pool = lazy_pool(&config).context("DATABASE_URL is not a valid PostgreSQL URL")?;
     println!("{}", execute(&pool, cli.command, read_password).await?);
     Ok(())

@@ -2,11 +2,18 @@
 //!
 //! Every variable is documented in `.env.example`. A missing or invalid variable stops the
 //! process at start with an error that names it, rather than failing on the first request.
+//!
+//! A secret is either a variable's value (`JWT_SECRET`, credentials in `DATABASE_URL`...) or the
+//! Secrets Manager secret a `*_ARN` variable names. The latter are read on first use, not at start,
+//! so each `from_lookup` returns a [`Pending`] configuration: complete once the secrets' values are
+//! in ([`crate::secrets::resolve`]).
 
 use std::{str::FromStr, time::Duration};
 
+use lapin::uri::AMQPUri;
 use lettre::message::Mailbox;
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 
 /// How long a statement may run when DATABASE_STATEMENT_TIMEOUT_MS is not set: far longer than any
 /// query the API serves takes, far shorter than a function's timeout.
@@ -26,6 +33,158 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("environment variable {name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
+    #[error("environment variables {value} and {arn} are both set: set one of them")]
+    Ambiguous { value: &'static str, arn: &'static str },
+    #[error("neither environment variable {value} nor {arn} is set")]
+    Neither { value: &'static str, arn: &'static str },
+}
+
+/// A configuration whose secrets are still in Secrets Manager: the configuration without them,
+/// and for each secret, the variable that names it and where its value goes.
+pub struct Pending<C> {
+    partial: C,
+    reads: Vec<SecretRead<C>>,
+}
+
+/// Puts a secret's value into its place in the configuration, or says why the value is unusable
+/// (without quoting it).
+type Apply<C> = Box<dyn Fn(&mut C, &SecretString) -> Result<(), ConfigError> + Send + Sync>;
+
+struct SecretRead<C> {
+    /// The `*_ARN` variable, named by every error about this secret.
+    variable: &'static str,
+    arn: String,
+    apply: Apply<C>,
+}
+
+impl<C> Pending<C> {
+    /// A configuration with no secret to read.
+    pub fn ready(config: C) -> Self {
+        Self { partial: config, reads: Vec::new() }
+    }
+
+    fn read(
+        partial: C,
+        variable: &'static str,
+        arn: String,
+        apply: impl Fn(&mut C, &SecretString) -> Result<(), ConfigError> + Send + Sync + 'static,
+    ) -> Self {
+        Self { partial, reads: vec![SecretRead { variable, arn, apply: Box::new(apply) }] }
+    }
+
+    /// The secrets to read, as (variable, ARN), in the order [`Pending::complete`] takes their values.
+    pub fn secrets(&self) -> impl ExactSizeIterator<Item = (&'static str, &str)> {
+        self.reads.iter().map(|read| (read.variable, read.arn.as_str()))
+    }
+
+    /// The configuration, given the values of [`Pending::secrets`] in their order.
+    pub fn complete(&self, values: &[SecretString]) -> Result<C, ConfigError>
+    where
+        C: Clone,
+    {
+        assert_eq!(values.len(), self.reads.len(), "one value per secret");
+        let mut config = self.partial.clone();
+        for (read, value) in self.reads.iter().zip(values) {
+            (read.apply)(&mut config, value)?;
+        }
+        Ok(config)
+    }
+}
+
+impl<C: std::fmt::Debug> std::fmt::Debug for Pending<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("partial", &self.partial)
+            .field("secrets", &self.secrets().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Gathers the secrets of a configuration's parts, to make the whole a [`Pending`] of its own.
+pub struct Parts<P> {
+    reads: Vec<SecretRead<P>>,
+}
+
+impl<P: 'static> Default for Parts<P> {
+    fn default() -> Self {
+        Self { reads: Vec::new() }
+    }
+}
+
+impl<P: 'static> Parts<P> {
+    /// `part` without its secrets, which are kept to go to `field` of the whole.
+    pub fn take<C: 'static>(&mut self, part: Pending<C>, field: fn(&mut P) -> &mut C) -> C {
+        self.reads.extend(part.reads.into_iter().map(|read| {
+            let apply = read.apply;
+            SecretRead {
+                variable: read.variable,
+                arn: read.arn,
+                apply: Box::new(move |whole: &mut P, value: &SecretString| apply(field(whole), value)) as Apply<P>,
+            }
+        }));
+        part.partial
+    }
+
+    /// The whole, with its parts' secrets still to read.
+    pub fn pending(self, whole: P) -> Pending<P> {
+        Pending { partial: whole, reads: self.reads }
+    }
+}
+
+/// A user name and password: for PostgreSQL, RabbitMQ or the SMTP relay.
+#[derive(Clone, Debug)]
+pub struct Login {
+    pub username: String,
+    pub password: SecretString,
+}
+
+/// The JSON of a Secrets Manager secret that holds a login, as RDS (managed master user) and Amazon
+/// MQ (event source) keep them; other keys (engine, host...) are ignored.
+#[derive(Deserialize)]
+struct LoginSecret {
+    username: String,
+    password: String,
+}
+
+impl Login {
+    /// The login a secret holds; an error names `variable` and never quotes the value.
+    fn from_secret(variable: &'static str, value: &SecretString) -> Result<Self, ConfigError> {
+        let secret: LoginSecret = serde_json::from_str(value.expose_secret()).map_err(|_| ConfigError::Invalid {
+            name: variable,
+            // serde_json's message may quote the value, so it is left out.
+            reason: "the secret is not a JSON object with string fields username and password".into(),
+        })?;
+        if secret.username.is_empty() || secret.password.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: variable,
+                reason: "the secret's username or password is empty".into(),
+            });
+        }
+        Ok(Self { username: secret.username, password: SecretString::from(secret.password) })
+    }
+}
+
+/// The value of `variable` or the secret that `arn_variable` names, never both.
+enum Source {
+    Value(String),
+    Arn(String),
+}
+
+fn value_or_arn(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    variable: &'static str,
+    arn_variable: &'static str,
+) -> Result<Option<Source>, ConfigError> {
+    match (nonblank(lookup, variable), nonblank(lookup, arn_variable)) {
+        (Some(_), Some(_)) => Err(ConfigError::Ambiguous { value: variable, arn: arn_variable }),
+        (Some(value), None) => Ok(Some(Source::Value(value))),
+        (None, Some(arn)) => Ok(Some(Source::Arn(arn.trim().to_string()))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn nonblank(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    lookup(name).filter(|value| !value.trim().is_empty())
 }
 
 /// `main` returns this error and Rust prints it with `Debug`: show the operator the message.
@@ -38,7 +197,10 @@ impl std::fmt::Debug for ConfigError {
 /// Where PostgreSQL is and how many connections one process may hold.
 #[derive(Clone, Debug)]
 pub struct DatabaseConfig {
+    /// `DATABASE_URL`, with or without a user and password.
     pub url: SecretString,
+    /// From the secret `DATABASE_SECRET_ARN` names: replaces the URL's user and password.
+    pub login: Option<Login>,
     /// Kept small: every concurrent Lambda instance opens its own pool.
     pub max_connections: u32,
     /// PostgreSQL cancels any statement that runs longer; zero turns the limit off.
@@ -74,19 +236,21 @@ pub struct DispatchConfig {
 }
 
 impl DispatchConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env() -> Result<Pending<Self>, ConfigError> {
         Self::from_lookup(&env_lookup)
     }
 
-    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        Ok(Self {
-            database: DatabaseConfig::from_lookup(lookup)?,
-            amqp: AmqpConfig::from_lookup(lookup)?,
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Pending<Self>, ConfigError> {
+        let mut parts = Parts::default();
+        let config = Self {
+            database: parts.take(DatabaseConfig::from_lookup(lookup)?, |config: &mut Self| &mut config.database),
+            amqp: parts.take(AmqpConfig::from_lookup(lookup)?, |config| &mut config.amqp),
             sweep: SweepConfig {
                 older_than: Duration::from_secs(optional(lookup, "SWEEP_AFTER_SECONDS", 60)?),
                 limit: optional(lookup, "SWEEP_LIMIT", 1_000)?,
             },
-        })
+        };
+        Ok(parts.pending(config))
     }
 }
 
@@ -160,60 +324,107 @@ pub struct LoginConfig {
 
 impl LoginConfig {
     /// Reads the login function's configuration from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env() -> Result<Pending<Self>, ConfigError> {
         Self::from_lookup(&env_lookup)
     }
 
-    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        Ok(Self {
-            database: DatabaseConfig::from_lookup(lookup)?,
-            jwt: JwtConfig::from_lookup(lookup)?,
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Pending<Self>, ConfigError> {
+        let mut parts = Parts::default();
+        let config = Self {
+            database: parts.take(DatabaseConfig::from_lookup(lookup)?, |config: &mut Self| &mut config.database),
+            jwt: parts.take(JwtConfig::from_lookup(lookup)?, |config| &mut config.jwt),
             throttle: LoginThrottleConfig::from_lookup(lookup)?,
-        })
+        };
+        Ok(parts.pending(config))
     }
 }
 
 impl DatabaseConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env() -> Result<Pending<Self>, ConfigError> {
         Self::from_lookup(&env_lookup)
     }
 
-    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        Ok(Self {
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Pending<Self>, ConfigError> {
+        let config = Self {
             url: SecretString::from(required(lookup, "DATABASE_URL")?),
+            login: None,
             max_connections: optional(lookup, "DATABASE_MAX_CONNECTIONS", 2)?,
             statement_timeout: Duration::from_millis(optional(
                 lookup,
                 "DATABASE_STATEMENT_TIMEOUT_MS",
                 DEFAULT_STATEMENT_TIMEOUT.as_millis() as u64,
             )?),
+        };
+        Ok(match nonblank(lookup, "DATABASE_SECRET_ARN") {
+            None => Pending::ready(config),
+            Some(arn) => Pending::read(config, "DATABASE_SECRET_ARN", arn.trim().to_string(), |config, value| {
+                config.login = Some(Login::from_secret("DATABASE_SECRET_ARN", value)?);
+                Ok(())
+            }),
         })
     }
 }
 
 impl AmqpConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env() -> Result<Pending<Self>, ConfigError> {
         Self::from_lookup(&env_lookup)
     }
 
-    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        Ok(Self {
-            url: SecretString::from(required(lookup, "AMQP_URL")?),
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Pending<Self>, ConfigError> {
+        let mut parts = Parts::default();
+        let config = Self {
+            url: parts.take(amqp_url(lookup)?, |config: &mut Self| &mut config.url),
             queue_prefix: optional(lookup, "AMQP_QUEUE_PREFIX", String::new())?,
             timeout: Duration::from_millis(optional(lookup, "AMQP_TIMEOUT_MS", 3_000)?),
-        })
+        };
+        Ok(parts.pending(config))
     }
 }
 
+/// `AMQP_URL`, whose user and password come from the secret `AMQP_SECRET_ARN` names when it is set.
+pub fn amqp_url(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Pending<SecretString>, ConfigError> {
+    let url = required(lookup, "AMQP_URL")?;
+    let Some(arn) = nonblank(lookup, "AMQP_SECRET_ARN") else {
+        return Ok(Pending::ready(SecretString::from(url)));
+    };
+    let uri = parse_amqp_url(&url)?;
+    Ok(Pending::read(SecretString::from(url), "AMQP_SECRET_ARN", arn.trim().to_string(), move |url, value| {
+        let login = Login::from_secret("AMQP_SECRET_ARN", value)?;
+        let mut uri = uri.clone();
+        uri.authority.userinfo.username = login.username;
+        uri.authority.userinfo.password = login.password.expose_secret().to_owned();
+        // lapin's own rendering, which percent-encodes the user and password.
+        *url = SecretString::from(uri.to_string());
+        Ok(())
+    }))
+}
+
+/// `AMQP_URL` parsed as lapin parses it.
+pub fn parse_amqp_url(url: &str) -> Result<AMQPUri, ConfigError> {
+    // The parser's message is kept out of the error: it may quote the password.
+    url.parse::<AMQPUri>()
+        .map_err(|_| ConfigError::Invalid { name: "AMQP_URL", reason: "not an amqp:// or amqps:// URL".into() })
+}
+
+/// The signing key, refused when shorter than [`MIN_JWT_SECRET_BYTES`]; the error names `variable`.
+fn jwt_secret(variable: &'static str, secret: &str) -> Result<SecretString, ConfigError> {
+    if secret.len() < MIN_JWT_SECRET_BYTES {
+        return Err(ConfigError::Invalid {
+            name: variable,
+            reason: format!("the signing key must be at least {MIN_JWT_SECRET_BYTES} bytes long"),
+        });
+    }
+    Ok(SecretString::from(secret))
+}
+
 impl JwtConfig {
-    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let secret = required(lookup, "JWT_SECRET")?;
-        if secret.len() < MIN_JWT_SECRET_BYTES {
-            return Err(ConfigError::Invalid {
-                name: "JWT_SECRET",
-                reason: format!("must be at least {MIN_JWT_SECRET_BYTES} bytes long"),
-            });
-        }
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Pending<Self>, ConfigError> {
+        let source = value_or_arn(lookup, "JWT_SECRET", "JWT_SECRET_ARN")?
+            .ok_or(ConfigError::Neither { value: "JWT_SECRET", arn: "JWT_SECRET_ARN" })?;
+        let secret = match &source {
+            Source::Value(secret) => jwt_secret("JWT_SECRET", secret)?,
+            Source::Arn(_) => SecretString::default(),
+        };
         let access_ttl = optional(lookup, "JWT_ACCESS_TTL_SECONDS", 300)?;
         let refresh_ttl = optional(lookup, "JWT_REFRESH_TTL_SECONDS", 86_400)?;
         for (name, ttl, max) in [
@@ -224,12 +435,20 @@ impl JwtConfig {
                 return Err(ConfigError::Invalid { name, reason: format!("must be from 1 to {max} seconds") });
             }
         }
-        Ok(Self {
-            secret: SecretString::from(secret),
+        let config = Self {
+            secret,
             issuer: optional(lookup, "JWT_ISSUER", "eventstream".to_string())?,
             audience: optional(lookup, "JWT_AUDIENCE", "eventstream-api".to_string())?,
             access_ttl: Duration::from_secs(access_ttl),
             refresh_ttl: Duration::from_secs(refresh_ttl),
+        };
+        Ok(match source {
+            Source::Value(_) => Pending::ready(config),
+            // The secret's whole SecretString is the key.
+            Source::Arn(arn) => Pending::read(config, "JWT_SECRET_ARN", arn, |config, value| {
+                config.secret = jwt_secret("JWT_SECRET_ARN", value.expose_secret())?;
+                Ok(())
+            }),
         })
     }
 
@@ -240,17 +459,19 @@ impl JwtConfig {
 }
 
 impl ApiConfig {
-    /// Reads the ingest function's configuration from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
+    /// Reads the ingest (or graphql) function's configuration from the process environment.
+    pub fn from_env() -> Result<Pending<Self>, ConfigError> {
         Self::from_lookup(&env_lookup)
     }
 
-    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        Ok(Self {
-            database: DatabaseConfig::from_lookup(lookup)?,
-            jwt: JwtConfig::from_lookup(lookup)?,
-            amqp: AmqpConfig::from_lookup(lookup)?,
-        })
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Pending<Self>, ConfigError> {
+        let mut parts = Parts::default();
+        let config = Self {
+            database: parts.take(DatabaseConfig::from_lookup(lookup)?, |config: &mut Self| &mut config.database),
+            jwt: parts.take(JwtConfig::from_lookup(lookup)?, |config| &mut config.jwt),
+            amqp: parts.take(AmqpConfig::from_lookup(lookup)?, |config| &mut config.amqp),
+        };
+        Ok(parts.pending(config))
     }
 }
 
@@ -289,21 +510,15 @@ impl FromStr for SmtpTls {
     }
 }
 
-/// The account the relay is logged in to.
-#[derive(Clone, Debug)]
-pub struct SmtpLogin {
-    pub username: String,
-    pub password: SecretString,
-}
-
 /// Where the SMTP relay is and how to talk to it.
 #[derive(Clone, Debug)]
 pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
     pub tls: SmtpTls,
-    /// None when the relay takes mail without logging in (a local sink, a relay trusting the VPC).
-    pub login: Option<SmtpLogin>,
+    /// The account the relay is logged in to; None when it takes mail without logging in (a local
+    /// sink, a relay trusting the VPC).
+    pub login: Option<Login>,
     /// Bounds connecting and each SMTP command; keep it well under the function's timeout.
     pub timeout: Duration,
 }
@@ -329,22 +544,37 @@ pub struct ErrorHandlerConfig {
 }
 
 impl SmtpConfig {
-    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Pending<Self>, ConfigError> {
         let tls: SmtpTls = optional(lookup, "SMTP_TLS", SmtpTls::StartTls)?;
+        // Either variable beside the secret, which holds both, would leave unclear which one is used.
+        let secret = match value_or_arn(lookup, "SMTP_PASSWORD", "SMTP_SECRET_ARN")? {
+            Some(Source::Arn(_)) if nonblank(lookup, "SMTP_USERNAME").is_some() => {
+                return Err(ConfigError::Ambiguous { value: "SMTP_USERNAME", arn: "SMTP_SECRET_ARN" });
+            }
+            Some(Source::Arn(arn)) => Some(arn),
+            _ => None,
+        };
         let login = match (lookup("SMTP_USERNAME").filter(|v| !v.is_empty()), lookup("SMTP_PASSWORD")) {
             (Some(username), Some(password)) if !password.is_empty() => {
-                Some(SmtpLogin { username, password: SecretString::from(password) })
+                Some(Login { username, password: SecretString::from(password) })
             }
             (Some(_), _) => return Err(ConfigError::Missing("SMTP_PASSWORD")),
             (None, Some(password)) if !password.is_empty() => return Err(ConfigError::Missing("SMTP_USERNAME")),
             (None, _) => None,
         };
-        Ok(Self {
+        let config = Self {
             host: required(lookup, "SMTP_HOST")?.trim().to_string(),
             port: optional(lookup, "SMTP_PORT", tls.default_port())?,
             tls,
             login,
             timeout: Duration::from_millis(optional(lookup, "SMTP_TIMEOUT_MS", 10_000)?),
+        };
+        Ok(match secret {
+            None => Pending::ready(config),
+            Some(arn) => Pending::read(config, "SMTP_SECRET_ARN", arn, |config, value| {
+                config.login = Some(Login::from_secret("SMTP_SECRET_ARN", value)?);
+                Ok(())
+            }),
         })
     }
 }
@@ -388,11 +618,11 @@ impl AlertConfig {
 
 impl ErrorHandlerConfig {
     /// Reads the error handler's configuration from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env() -> Result<Pending<Self>, ConfigError> {
         Self::from_lookup(&env_lookup)
     }
 
-    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Pending<Self>, ConfigError> {
         let claim_timeout = optional(lookup, "NOTIFICATION_CLAIM_TIMEOUT_SECONDS", 300)?;
         if claim_timeout == 0 {
             return Err(ConfigError::Invalid {
@@ -400,12 +630,14 @@ impl ErrorHandlerConfig {
                 reason: "must be at least 1".into(),
             });
         }
-        Ok(Self {
-            database: DatabaseConfig::from_lookup(lookup)?,
-            smtp: SmtpConfig::from_lookup(lookup)?,
+        let mut parts = Parts::default();
+        let config = Self {
+            database: parts.take(DatabaseConfig::from_lookup(lookup)?, |config: &mut Self| &mut config.database),
+            smtp: parts.take(SmtpConfig::from_lookup(lookup)?, |config| &mut config.smtp),
             alert: AlertConfig::from_lookup(lookup)?,
             claim_timeout: Duration::from_secs(claim_timeout),
-        })
+        };
+        Ok(parts.pending(config))
     }
 }
 
@@ -444,7 +676,7 @@ mod tests {
 
     fn config_from(pairs: &[(&str, &str)]) -> Result<ApiConfig, ConfigError> {
         let vars: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        ApiConfig::from_lookup(&|name| vars.get(name).cloned())
+        ApiConfig::from_lookup(&|name| vars.get(name).cloned())?.complete(&[])
     }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
@@ -474,7 +706,7 @@ mod tests {
         let error = config_from(&[("DATABASE_URL", "postgres://x"), ("JWT_SECRET", SECRET)]).unwrap_err();
         assert_eq!(error.to_string(), "environment variable AMQP_URL is not set");
         let error = config_from(&[("DATABASE_URL", "postgres://x"), ("JWT_SECRET", "  ")]).unwrap_err();
-        assert_eq!(error.to_string(), "environment variable JWT_SECRET is not set");
+        assert_eq!(error.to_string(), "neither environment variable JWT_SECRET nor JWT_SECRET_ARN is set");
     }
 
     #[test]
@@ -508,7 +740,7 @@ mod tests {
         let database = |timeout: &str| {
             let vars: HashMap<&str, &str> =
                 [("DATABASE_URL", "postgres://x"), ("DATABASE_STATEMENT_TIMEOUT_MS", timeout)].into_iter().collect();
-            DatabaseConfig::from_lookup(&|name| vars.get(name).map(|v| v.to_string()))
+            DatabaseConfig::from_lookup(&|name| vars.get(name).map(|v| v.to_string()))?.complete(&[])
         };
         assert_eq!(database("250").unwrap().statement_timeout, Duration::from_millis(250));
         assert_eq!(database("0").unwrap().statement_timeout, Duration::ZERO);
@@ -536,7 +768,8 @@ mod tests {
     fn the_login_throttle_has_defaults_and_refuses_zero() {
         let vars: HashMap<&str, &str> =
             [("DATABASE_URL", "postgres://x"), ("JWT_SECRET", SECRET)].into_iter().collect();
-        let config = LoginConfig::from_lookup(&|name| vars.get(name).map(|v| v.to_string())).unwrap();
+        let config =
+            LoginConfig::from_lookup(&|name| vars.get(name).map(|v| v.to_string())).unwrap().complete(&[]).unwrap();
         assert_eq!(config.throttle, LoginThrottleConfig::default());
         for name in ["LOGIN_MAX_FAILURES_PER_USERNAME", "LOGIN_MAX_FAILURES_PER_CLIENT", "LOGIN_LOCKOUT_SECONDS"] {
             let mut vars = vars.clone();
@@ -558,7 +791,7 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         vars.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        ErrorHandlerConfig::from_lookup(&|name| vars.get(name).cloned())
+        ErrorHandlerConfig::from_lookup(&|name| vars.get(name).cloned())?.complete(&[])
     }
 
     #[test]
@@ -627,5 +860,115 @@ mod tests {
         assert!(error.to_string().starts_with("environment variable API_BASE_URL is invalid"), "{error}");
         let error = error_handler_config_from(&[("SMTP_HOST", "")]).unwrap_err();
         assert_eq!(error.to_string(), "environment variable SMTP_HOST is not set");
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+    const ARN: &str = "arn:aws:secretsmanager:us-east-1:000000000000:secret:x";
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    fn api(pairs: &[(&str, &str)]) -> Result<Pending<ApiConfig>, ConfigError> {
+        let base = [("DATABASE_URL", "postgres://db/x"), ("AMQP_URL", "amqp://mq:5672/%2f")];
+        ApiConfig::from_lookup(&lookup(&[base.as_slice(), pairs].concat()))
+    }
+
+    fn secret(value: &str) -> SecretString {
+        SecretString::from(value.to_string())
+    }
+
+    #[test]
+    fn a_value_and_the_arn_of_the_same_secret_are_refused_naming_both() {
+        let error = api(&[("JWT_SECRET", KEY), ("JWT_SECRET_ARN", ARN)]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "environment variables JWT_SECRET and JWT_SECRET_ARN are both set: set one of them"
+        );
+        let smtp = |pairs: &[(&str, &str)]| {
+            let base = [("SMTP_HOST", "smtp.example.com"), ("SMTP_SECRET_ARN", ARN)];
+            SmtpConfig::from_lookup(&lookup(&[base.as_slice(), pairs].concat()))
+        };
+        let error = smtp(&[("SMTP_PASSWORD", "pw")]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "environment variables SMTP_PASSWORD and SMTP_SECRET_ARN are both set: set one of them"
+        );
+        let error = smtp(&[("SMTP_USERNAME", "user")]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "environment variables SMTP_USERNAME and SMTP_SECRET_ARN are both set: set one of them"
+        );
+        assert_eq!(smtp(&[]).unwrap().secrets().collect::<Vec<_>>(), [("SMTP_SECRET_ARN", ARN)]);
+    }
+
+    #[test]
+    fn values_in_the_environment_need_no_read() {
+        let pending = api(&[("JWT_SECRET", KEY)]).unwrap();
+        assert_eq!(pending.secrets().len(), 0);
+        assert_eq!(pending.complete(&[]).unwrap().jwt.secret.expose_secret(), KEY);
+    }
+
+    #[test]
+    fn each_arn_is_one_read_and_its_value_goes_to_its_place() {
+        let pending =
+            api(&[("JWT_SECRET_ARN", "jwt-arn"), ("DATABASE_SECRET_ARN", "db-arn"), ("AMQP_SECRET_ARN", "mq-arn")])
+                .unwrap();
+        let secrets: Vec<_> = pending.secrets().collect();
+        assert_eq!(
+            secrets,
+            [("DATABASE_SECRET_ARN", "db-arn"), ("JWT_SECRET_ARN", "jwt-arn"), ("AMQP_SECRET_ARN", "mq-arn")]
+        );
+        let values = [
+            secret(r#"{"username": "app", "password": "db pw", "engine": "postgres", "port": 5432}"#),
+            secret(KEY),
+            secret(r#"{"username": "mq user", "password": "p@ss:/w?#%rd"}"#),
+        ];
+        let config = pending.complete(&values).unwrap();
+        let login = config.database.login.unwrap();
+        assert_eq!((login.username.as_str(), login.password.expose_secret()), ("app", "db pw"));
+        assert_eq!(config.database.url.expose_secret(), "postgres://db/x");
+        assert_eq!(config.jwt.secret.expose_secret(), KEY);
+        let amqp: lapin::uri::AMQPUri = config.amqp.url.expose_secret().parse().unwrap();
+        assert_eq!(amqp.authority.userinfo.username, "mq user");
+        assert_eq!(amqp.authority.userinfo.password, "p@ss:/w?#%rd");
+        assert_eq!((amqp.authority.host.as_str(), amqp.authority.port, amqp.vhost.as_str()), ("mq", 5672, "/"));
+    }
+
+    #[test]
+    fn an_unusable_secret_is_named_by_its_variable_without_its_value() {
+        let pending = api(&[("JWT_SECRET_ARN", ARN), ("DATABASE_SECRET_ARN", ARN)]).unwrap();
+        let error =
+            pending.complete(&[secret(r#"{"user": "app", "password": "hunter2-secret"}"#), secret(KEY)]).unwrap_err();
+        assert!(error.to_string().starts_with("environment variable DATABASE_SECRET_ARN is invalid"), "{error}");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        let error = pending.complete(&[secret("hunter2-secret, not JSON"), secret(KEY)]).unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        let error =
+            pending.complete(&[secret(r#"{"username": 5, "password": "hunter2-secret"}"#), secret(KEY)]).unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        let login = secret(r#"{"username": "app", "password": "pw"}"#);
+        let error = pending.complete(&[login, secret("short-hunter2")]).unwrap_err();
+        assert!(error.to_string().starts_with("environment variable JWT_SECRET_ARN is invalid"), "{error}");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn with_an_amqp_secret_the_url_must_be_one_lapin_reads() {
+        let pending = |url: &str| amqp_url(&lookup(&[("AMQP_URL", url), ("AMQP_SECRET_ARN", ARN)]));
+        let error = pending("http://b-1.mq.example.com").unwrap_err();
+        assert!(error.to_string().starts_with("environment variable AMQP_URL is invalid"), "{error}");
+        let url = pending("amqps://b-1.mq.us-east-1.amazonaws.com:5671").unwrap();
+        let url = url.complete(&[secret(r#"{"username": "u", "password": "p"}"#)]).unwrap();
+        // The default vhost, `/`, as lapin writes it.
+        assert_eq!(url.expose_secret(), "amqps://u:p@b-1.mq.us-east-1.amazonaws.com:5671/%2F");
     }
 }

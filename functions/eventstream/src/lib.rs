@@ -15,6 +15,7 @@ pub mod graphql;
 pub mod handlers;
 pub mod mail;
 pub mod pipeline;
+pub mod secrets;
 pub mod store;
 
 /// The schema every database EventStream talks to is migrated to, embedded at build time.

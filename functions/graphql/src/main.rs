@@ -6,6 +6,7 @@ use eventstream::{
     handlers::{
         graphql::{GraphqlState, malformed_request, router},
         http::{lambda::run_http, lambda_service},
+        lazy::Lazy,
     },
     store::lazy_pool,
 };
@@ -15,8 +16,9 @@ use lambda_http::{Error, tracing};
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     // RabbitMQ too: createEvent hands new events to the pipeline, as ingest does.
-    let config = ApiConfig::from_env()?;
-    let pool = lazy_pool(&config.database)?;
-    let state = GraphqlState::new(pool, &config.jwt, AmqpBus::from_config(&config.amqp));
-    run_http(lambda_service(router(state)), malformed_request).await
+    let service = Lazy::new(ApiConfig::from_env()?, |config: ApiConfig| {
+        let pool = lazy_pool(&config.database)?;
+        Ok(lambda_service(router(GraphqlState::new(pool, &config.jwt, AmqpBus::from_config(&config.amqp)))))
+    })?;
+    run_http(service, malformed_request).await
 }

@@ -5,6 +5,7 @@ use eventstream::{
     config::ApiConfig,
     handlers::{
         http::lambda::run_http,
+        lazy::Lazy,
         rest::{AppState, malformed_request, service},
     },
     store::lazy_pool,
@@ -14,7 +15,9 @@ use lambda_http::{Error, tracing};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let config = ApiConfig::from_env()?;
-    let pool = lazy_pool(&config.database)?;
-    run_http(service(AppState::new(pool, &config.jwt, AmqpBus::from_config(&config.amqp))), malformed_request).await
+    let service = Lazy::new(ApiConfig::from_env()?, |config: ApiConfig| {
+        let pool = lazy_pool(&config.database)?;
+        Ok(service(AppState::new(pool, &config.jwt, AmqpBus::from_config(&config.amqp))))
+    })?;
+    run_http(service, malformed_request).await
 }

@@ -5,6 +5,7 @@ use eventstream::{
     config::LoginConfig,
     handlers::{
         http::lambda::run_http,
+        lazy::Lazy,
         rest::{LoginState, login_service, malformed_request},
     },
     store::lazy_pool,
@@ -14,7 +15,9 @@ use lambda_http::{Error, tracing};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let config = LoginConfig::from_env()?;
-    let pool = lazy_pool(&config.database)?;
-    run_http(login_service(LoginState::new(pool, &config.jwt, config.throttle)), malformed_request).await
+    let service = Lazy::new(LoginConfig::from_env()?, |config: LoginConfig| {
+        let pool = lazy_pool(&config.database)?;
+        Ok(login_service(LoginState::new(pool, &config.jwt, config.throttle)))
+    })?;
+    run_http(service, malformed_request).await
 }

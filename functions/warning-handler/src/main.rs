@@ -1,14 +1,18 @@
 //! The warning-handler function: records each warning event that SQS `warning-events` delivers.
 
 use eventstream::{
-    config::DatabaseConfig, handlers::sqs::handle_warning_events, pipeline::WarningHandling, store::lazy_pool,
+    config::DatabaseConfig,
+    handlers::{lazy::Lazy, sqs::warning_service},
+    pipeline::WarningHandling,
+    store::lazy_pool,
 };
-use lambda_runtime::{Error, run, service_fn, tracing};
+use lambda_runtime::{Error, run, tracing};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let database = DatabaseConfig::from_env()?;
-    let warnings = WarningHandling::new(lazy_pool(&database)?);
-    run(service_fn(|event| handle_warning_events(&warnings, event))).await
+    let service = Lazy::new(DatabaseConfig::from_env()?, |database: DatabaseConfig| {
+        Ok(warning_service(WarningHandling::new(lazy_pool(&database)?)))
+    })?;
+    run(service).await
 }

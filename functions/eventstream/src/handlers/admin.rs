@@ -18,6 +18,7 @@ use sqlx::{PgPool, migrate::MigrateError};
 use crate::{
     admin::{self, AdminError, Command},
     auth::{PasswordError, generate_password},
+    handlers::lazy::Lazy,
     store::UserError,
 };
 
@@ -131,6 +132,16 @@ struct Echo {
 
 /// Handles one invocation: a custom-resource request when the payload has CloudFormation's
 /// `RequestType` and `ResponseURL`, else an admin command.
+/// [`handle`] on the state built on the first invocation (when the configuration names secrets).
+/// Not a [`Lazy`] service: that needs a `Send` future, which the compiler cannot prove for this one.
+pub async fn handle_lazily(state: &Lazy<AdminState>, event: LambdaEvent<Value>) -> Result<AdminResponse, Diagnostic> {
+    let state = state.get().await.map_err(|error| {
+        tracing::error!(error = %error_chain(&error), "no state to run on; the next invocation tries again");
+        Diagnostic::from(&error)
+    })?;
+    handle(state, event).await.map_err(Diagnostic::from)
+}
+
 pub async fn handle(state: &AdminState, event: LambdaEvent<Value>) -> Result<AdminResponse, AdminFunctionError> {
     let (payload, context) = event.into_parts();
     if payload.get("RequestType").is_some() && payload.get("ResponseURL").is_some() {

@@ -1,9 +1,12 @@
 //! The dispatch function's events: a batch of RabbitMQ messages from the Amazon MQ event source
 //! (or from the bridge, which plays it locally) to route, or the schedule's sweep.
 
+use std::sync::Arc;
+
 use aws_lambda_events::rabbitmq::RabbitMqEvent;
-use lambda_runtime::{Diagnostic, LambdaEvent};
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde::Deserialize;
+use tower::Service;
 
 use crate::pipeline::{Delivery, DispatchError, DispatchReport, Dispatcher};
 
@@ -31,6 +34,21 @@ impl From<DispatchError> for Diagnostic {
         };
         Diagnostic { error_type: error_type.into(), error_message: error.to_string() }
     }
+}
+
+/// The dispatch function's service over `dispatcher`.
+pub fn service(
+    dispatcher: Dispatcher,
+) -> impl Service<LambdaEvent<DispatchRequest>, Response = DispatchReport, Error = DispatchError, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
+    let dispatcher = Arc::new(dispatcher);
+    service_fn(move |event| {
+        let dispatcher = dispatcher.clone();
+        async move { handle(&dispatcher, event).await }
+    })
 }
 
 pub async fn handle(

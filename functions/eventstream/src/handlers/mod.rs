@@ -5,5 +5,6 @@ pub mod admin;
 pub mod dispatch;
 pub mod graphql;
 pub mod http;
+pub mod lazy;
 pub mod rest;
 pub mod sqs;

@@ -4,11 +4,12 @@
 //! Each record of a batch is handled on its own, in its own span, and the response lists only the
 //! records SQS should deliver again (`ReportBatchItemFailures`).
 
-use std::error::Error as StdError;
+use std::{error::Error as StdError, sync::Arc};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::future::join_all;
-use lambda_runtime::{Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use tower::Service;
 use tracing::{Instrument, field};
 
 use crate::{
@@ -16,6 +17,36 @@ use crate::{
     pipeline::{AlertError, Alerting, Delivery, WarningHandling, error_chain},
     store::StoreError,
 };
+
+/// The warning-handler function's service over `warnings`.
+pub fn warning_service(
+    warnings: WarningHandling,
+) -> impl Service<LambdaEvent<SqsEvent>, Response = SqsBatchResponse, Error = Error, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
+    let warnings = Arc::new(warnings);
+    service_fn(move |event| {
+        let warnings = warnings.clone();
+        async move { handle_warning_events(&warnings, event).await }
+    })
+}
+
+/// The error-handler function's service over `alerting`.
+pub fn error_service<M: Mailer + Send + Sync + 'static>(
+    alerting: Alerting<M>,
+) -> impl Service<LambdaEvent<SqsEvent>, Response = SqsBatchResponse, Error = Error, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
+    let alerting = Arc::new(alerting);
+    service_fn(move |event| {
+        let alerting = alerting.clone();
+        async move { handle_error_events(&alerting, event).await }
+    })
+}
 
 /// Handles a batch from `warning-events`; the response names the messages to deliver again.
 pub async fn handle_warning_events(

@@ -49,11 +49,7 @@ fn parse_stored<T: FromStr<Err: std::fmt::Display>>(text: &str) -> Result<T, Sto
 /// Builds the pool a process shares across invocations; connects on first use, so a cold start
 /// does not wait for the database. Every connection has the configured `statement_timeout`.
 pub fn lazy_pool(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
-    let options = config
-        .url
-        .expose_secret()
-        .parse::<PgConnectOptions>()?
-        .options([("statement_timeout", config.statement_timeout.as_millis().to_string())]);
+    let options = connect_options(config)?;
     Ok(PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(Duration::from_secs(5))
@@ -61,6 +57,20 @@ pub fn lazy_pool(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
         .test_before_acquire(true)
         .idle_timeout(Duration::from_secs(60))
         .connect_lazy_with(options))
+}
+
+/// How each connection is made: the URL's settings (`sslmode` among them, kept as given), the
+/// login from the secret when there is one, and the statement timeout.
+pub fn connect_options(config: &DatabaseConfig) -> Result<PgConnectOptions, sqlx::Error> {
+    let mut options = config
+        .url
+        .expose_secret()
+        .parse::<PgConnectOptions>()?
+        .options([("statement_timeout", config.statement_timeout.as_millis().to_string())]);
+    if let Some(login) = &config.login {
+        options = options.username(&login.username).password(login.password.expose_secret());
+    }
+    Ok(options)
 }
 
 /// Whether PostgreSQL canceled the statement (SQLSTATE 57014, `query_canceled`): it ran past
@@ -73,7 +83,12 @@ pub fn is_query_canceled(error: &sqlx::Error) -> bool {
 #[cfg(test)]
 pub(crate) async fn canceled_statement() -> sqlx::Error {
     let url = std::env::var("DATABASE_URL").expect("DATABASE_URL names the test database");
-    let config = DatabaseConfig { url: url.into(), max_connections: 1, statement_timeout: Duration::from_millis(50) };
+    let config = DatabaseConfig {
+        url: url.into(),
+        login: None,
+        max_connections: 1,
+        statement_timeout: Duration::from_millis(50),
+    };
     let pool = lazy_pool(&config).expect("DATABASE_URL is a PostgreSQL URL");
     let outcome = sqlx::query("SELECT pg_sleep(10)").execute(&pool).await;
     pool.close().await;
@@ -84,7 +99,33 @@ pub(crate) async fn canceled_statement() -> sqlx::Error {
 mod tests {
     use std::time::Instant;
 
+    use sqlx::postgres::PgSslMode;
+
     use super::*;
+    use crate::config::Login;
+
+    fn database(url: &str, login: Option<Login>) -> DatabaseConfig {
+        DatabaseConfig { url: url.to_string().into(), login, max_connections: 1, statement_timeout: Duration::ZERO }
+    }
+
+    #[test]
+    fn the_urls_ssl_mode_is_kept_so_verify_full_checks_the_certificate_and_the_host() {
+        let url = "postgres://proxy.example.com:5432/eventstream?sslmode=verify-full";
+        let options = connect_options(&database(url, None)).unwrap();
+        assert!(matches!(options.get_ssl_mode(), PgSslMode::VerifyFull), "{:?}", options.get_ssl_mode());
+        let login = Login { username: "app".into(), password: "p@ss:/word?#%".to_string().into() };
+        let options = connect_options(&database(url, Some(login))).unwrap();
+        assert!(matches!(options.get_ssl_mode(), PgSslMode::VerifyFull), "{:?}", options.get_ssl_mode());
+    }
+
+    #[test]
+    fn the_secrets_login_replaces_the_urls_user() {
+        let login = Login { username: "from_secret".into(), password: "pw".to_string().into() };
+        let options = connect_options(&database("postgres://url_user:url_pw@db/x", Some(login))).unwrap();
+        assert_eq!(options.get_username(), "from_secret");
+        let options = connect_options(&database("postgres://url_user:url_pw@db/x", None)).unwrap();
+        assert_eq!(options.get_username(), "url_user");
+    }
 
     #[tokio::test]
     async fn a_statement_longer_than_the_timeout_is_canceled() {

@@ -234,7 +234,8 @@ impl TestApi {
     }
 }
 
-fn raw(event: &Value) -> LambdaEvent<Box<serde_json::value::RawValue>> {
+/// `event` as the Lambda runtime hands it to `run_http`'s service: raw.
+pub fn raw(event: &Value) -> LambdaEvent<Box<serde_json::value::RawValue>> {
     LambdaEvent::new(serde_json::value::to_raw_value(event).unwrap(), Context::default())
 }
 

@@ -1,5 +1,5 @@
-//! The library's integration tests, one module per area, against the real PostgreSQL, RabbitMQ and
-//! SMTP sink; what they share is in `helpers`.
+//! The library's integration tests, one module per area, against the real PostgreSQL, RabbitMQ,
+//! SMTP sink and LocalStack's Secrets Manager; what they share is in `helpers`.
 
 mod access;
 mod admin_cli;
@@ -11,3 +11,4 @@ mod handlers_error;
 mod handlers_warning;
 mod helpers;
 mod password_memory;
+mod secrets;

@@ -46,7 +46,7 @@ fn a_missing_variable_stops_the_function_at_start_naming_it() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("JWT_SECRET is not set"), "{stderr}");
+    assert!(stderr.contains("neither environment variable JWT_SECRET nor JWT_SECRET_ARN is set"), "{stderr}");
 }
 
 /// lambda_http alone fails the invocation on a header the `http` crate refuses, and API Gateway

@@ -6,7 +6,6 @@
 //! `cargo run --release -p bench --bin bench-runtime -- --help` lists the options; BENCHMARKS.md
 //! holds the figures.
 
-mod lambda;
 mod stack;
 
 use std::{
@@ -22,6 +21,7 @@ use bench::{
     machine::{self, LoadAvg},
     rabbitmq::delete_topology,
     requests::{batch_inputs, rest_event},
+    runtime::{self as lambda, Function, Runtime},
     timing::{Run, Sample, millis, timed, verdict},
 };
 use clap::Parser;
@@ -29,10 +29,7 @@ use eventstream::bus::{Queue, Topology};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    lambda::{Function, Runtime},
-    stack::Stack,
-};
+use crate::stack::Stack;
 
 /// Ingest through the Lambda Runtime API and through LocalStack, side by side.
 ///

@@ -1,5 +1,7 @@
-//! Lambda as the benchmark plays it: the deployed function's configuration, and the Runtime API
-//! (2018-06-01) served to bootstraps started here, one invocation at a time per environment.
+//! Lambda as the benchmarks play it: a function's configuration (the deployed one's, or one made
+//! here), and the Runtime API (2018-06-01) served to bootstraps started here, one invocation at a
+//! time per environment, timing each environment's init as Lambda's `Init Duration` does: from
+//! the process's start to its first `/invocation/next`.
 
 use std::{
     collections::BTreeMap,
@@ -7,10 +9,7 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, OnceLock},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -83,6 +82,21 @@ impl Function {
     }
 }
 
+impl Function {
+    /// A function that is not deployed: `name` with Lambda's defaults, text logs and no environment.
+    pub fn local(name: &str, memory_mb: i32, timeout: Duration) -> Self {
+        Self {
+            name: name.to_string(),
+            arn: format!("arn:aws:lambda:us-east-1:000000000000:function:{name}"),
+            memory_mb,
+            timeout,
+            version: "$LATEST".into(),
+            log_format: "Text".into(),
+            environment: BTreeMap::new(),
+        }
+    }
+}
+
 /// The variables Lambda sets in every execution environment, the ones the runtime reads among them.
 fn lambda_variables(
     function: &Function,
@@ -139,7 +153,7 @@ struct Environment {
     queue: Mutex<mpsc::UnboundedReceiver<Invocation>>,
     running: std::sync::Mutex<Option<(String, oneshot::Sender<Outcome>)>>,
     /// Set by the first `/invocation/next`: the function finished its init.
-    polling: AtomicBool,
+    first_poll: OnceLock<Instant>,
     init_error: std::sync::Mutex<Option<String>>,
 }
 
@@ -151,6 +165,8 @@ pub struct Runtime {
     arn: String,
     timeout: Duration,
     log: PathBuf,
+    /// When its process was started.
+    started: Option<Instant>,
 }
 
 impl Runtime {
@@ -160,7 +176,7 @@ impl Runtime {
         let environment = Arc::new(Environment {
             queue: Mutex::new(receiver),
             running: std::sync::Mutex::new(None),
-            polling: AtomicBool::new(false),
+            first_poll: OnceLock::new(),
             init_error: std::sync::Mutex::new(None),
         });
         let app = Router::new()
@@ -172,7 +188,21 @@ impl Runtime {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let address = listener.local_addr()?;
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(Self { address, queue, environment, arn: function.arn.clone(), timeout: function.timeout, log })
+        Ok(Self {
+            address,
+            queue,
+            environment,
+            arn: function.arn.clone(),
+            timeout: function.timeout,
+            log,
+            started: None,
+        })
+    }
+
+    /// From the process's start to its first `/invocation/next`, as Lambda's `Init Duration`;
+    /// None before that poll.
+    pub fn init_duration(&self) -> Option<Duration> {
+        Some(self.environment.first_poll.get()?.duration_since(self.started?))
     }
 
     /// Hands `event` to the environment; returns its response and the time from hand-off to response.
@@ -211,7 +241,7 @@ fn trace_id() -> String {
 }
 
 async fn next_invocation(State(environment): State<Arc<Environment>>) -> Response {
-    environment.polling.store(true, Ordering::Release);
+    environment.first_poll.get_or_init(Instant::now);
     let Some(invocation) = environment.queue.lock().await.recv().await else {
         // The benchmark is ending and kills the process: its poll stays open, as in an idle environment.
         return std::future::pending().await;
@@ -283,10 +313,11 @@ pub async fn start(
     let mut processes = Processes(Vec::new());
     let mut runtimes = Vec::new();
     for instance in 0..count {
-        let runtime = Runtime::serve(function, logs.join(format!("instance-{instance}.log"))).await?;
+        let mut runtime = Runtime::serve(function, logs.join(format!("instance-{instance}.log"))).await?;
         let mut variables = lambda_variables(function, runtime.address, bootstrap, region);
         variables.extend(environment.iter().map(|(name, value)| (name.clone(), value.clone())));
         let log = File::create(&runtime.log)?;
+        runtime.started = Some(Instant::now());
         let child = Command::new(bootstrap)
             .env_clear()
             .envs(&variables)
@@ -307,7 +338,7 @@ pub async fn start(
 async fn wait_for_init(runtimes: &[Runtime], processes: &mut Processes) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     for (instance, (runtime, child)) in runtimes.iter().zip(&mut processes.0).enumerate() {
-        while !runtime.environment.polling.load(Ordering::Acquire) {
+        while runtime.environment.first_poll.get().is_none() {
             if let Some(error) = runtime.environment.init_error.lock().expect("not poisoned").as_ref() {
                 bail!("instance {instance} reported an init error: {error}\n{}", tail(&runtime.log));
             }
