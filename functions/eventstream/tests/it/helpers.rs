@@ -318,7 +318,7 @@ pub async fn seed_events(pool: &PgPool, status: Status, count: usize) -> Vec<Eve
             attributes: json!({ "n": n }),
         })
         .collect();
-    let stored = PgEventStore::new(pool.clone()).insert(user, None, &events).await.unwrap().events;
+    let stored = PgEventStore::new(pool.clone()).insert(user, None, None, &events).await.unwrap().events;
     sqlx::query("UPDATE events SET pipeline_state = 'dispatched'").execute(pool).await.unwrap();
     stored
 }
