@@ -52,6 +52,7 @@ pub fn messages(status: Status, count: usize) -> Vec<EventMessage> {
             source: Some("bridge-test".into()),
             title: format!("{} {n}", status.as_str()),
             received_at: chrono::Utc::now(),
+            correlation_id: Some(format!("bridge-test-{n}")),
         })
         .collect()
 }
@@ -140,8 +141,12 @@ impl SqsQueues {
             for message in output.messages() {
                 let parsed = EventMessage::parse(message.body().unwrap().as_bytes()).expect("the body is unchanged");
                 assert!(expected.contains(&parsed.event_id), "{} arrived in the wrong queue {url}", parsed.event_id);
-                let attribute = &message.message_attributes().unwrap()["event_id"];
-                assert_eq!(attribute.string_value(), Some(parsed.event_id.to_string().as_str()));
+                let attributes = message.message_attributes().unwrap();
+                assert_eq!(attributes["event_id"].string_value(), Some(parsed.event_id.to_string().as_str()));
+                assert_eq!(
+                    attributes.get("correlation_id").and_then(|a| a.string_value()),
+                    parsed.correlation_id.as_deref()
+                );
                 seen.insert(parsed.event_id);
                 received += 1;
                 self.client
