@@ -97,6 +97,7 @@ pub async fn delete_topology(topology: &Topology) {
 
 /// The two SQS queues of one test.
 pub struct SqsQueues {
+    pub aws: SdkConfig,
     pub client: aws_sdk_sqs::Client,
     pub warning_url: String,
     pub error_url: String,
@@ -107,7 +108,7 @@ impl SqsQueues {
         let client = aws_sdk_sqs::Client::new(aws);
         let warning_url = create_queue(&client, &unique("warning")).await;
         let error_url = create_queue(&client, &unique("error")).await;
-        Self { client, warning_url, error_url }
+        Self { aws: aws.clone(), client, warning_url, error_url }
     }
 
     pub async fn delete(&self) {

@@ -4,6 +4,7 @@
 mod access;
 mod admin_cli;
 mod api;
+mod correlation;
 mod dispatch;
 mod graphql;
 mod handlers_error;
