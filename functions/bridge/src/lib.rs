@@ -7,10 +7,14 @@
 //! only after SQS accepted it (or the function succeeded); refusals and failed calls are retried
 //! with backoff and nothing is ever rejected. A lost connection is made again with backoff; what
 //! was unacknowledged RabbitMQ delivers again, and the consumers downstream are idempotent.
+//!
+//! In AWS the same forwarding runs as a Lambda function fed by Amazon MQ's event source: see
+//! [`lambda`] and the `bridge-lambda` binary.
 
 pub mod batch;
 pub mod config;
 pub mod dispatch;
+pub mod lambda;
 pub mod sqs;
 pub mod stats;
 
@@ -306,6 +310,13 @@ pub struct Retry {
 impl Retry {
     fn new(give_up_at: GiveUp, stats: Arc<Stats>) -> Self {
         Self { backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(20)), give_up_at, stats }
+    }
+
+    /// Retries that give up at `deadline`, with a backoff short enough for a few attempts before.
+    pub fn until(deadline: Instant, max_delay: Duration) -> Self {
+        // A receiver keeps the last value after its sender is gone: the deadline stays set.
+        let (_, give_up_at) = watch::channel(Some(deadline));
+        Self { backoff: Backoff::new(Duration::from_millis(100), max_delay), give_up_at, stats: Arc::default() }
     }
 
     fn succeeded(&mut self) {

@@ -8,7 +8,10 @@ use aws_sdk_sqs::{
     types::{MessageAttributeValue, SendMessageBatchRequestEntry},
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
-use eventstream::bus::{EventMessage, Queue};
+use eventstream::{
+    bus::{EventMessage, Queue},
+    domain::CorrelationId,
+};
 use lapin::message::Delivery;
 
 use crate::{Retry, ack_all};
@@ -22,6 +25,8 @@ const MAX_BATCH_BYTES: usize = 256 * 1024;
 pub const BODY_ENCODING_ATTRIBUTE: &str = "body_encoding";
 /// The event id of a body that is an [`EventMessage`].
 pub const EVENT_ID_ATTRIBUTE: &str = "event_id";
+/// The id that follows the event from its request to its email: what the handlers log it under.
+pub use eventstream::handlers::sqs::CORRELATION_ID_ATTRIBUTE;
 
 /// Sends to one SQS queue.
 pub struct SqsForwarder {
@@ -30,28 +35,67 @@ pub struct SqsForwarder {
     pub queue: Queue,
 }
 
+/// One message to send: its RabbitMQ body and AMQP `correlation_id` property.
+#[derive(Clone, Copy, Debug)]
+pub struct Outgoing<'a> {
+    pub body: &'a [u8],
+    pub correlation_id: Option<&'a str>,
+    /// One more string attribute, name and value, when the sender has something to flag.
+    pub flag: Option<(&'static str, &'static str)>,
+}
+
 impl SqsForwarder {
     /// Sends every delivery and acknowledges each once SQS accepted it. Entries SQS refused
     /// and failed calls are retried with backoff until they succeed or `retry` gives up, in
     /// which case their deliveries stay unacknowledged and RabbitMQ delivers them again.
     #[tracing::instrument(skip_all, fields(queue = self.queue.role(), messages = deliveries.len()))]
     pub async fn forward(&self, deliveries: Vec<Delivery>, retry: &mut Retry) {
-        for chunk in chunks_within_limits(deliveries.iter().map(|delivery| entry_size(&delivery.data))) {
-            let mut pending: HashMap<String, &Delivery> =
-                chunk.map(|index| (index.to_string(), &deliveries[index])).collect();
+        let messages: Vec<Outgoing> = deliveries
+            .iter()
+            .map(|delivery| Outgoing {
+                body: &delivery.data,
+                correlation_id: delivery.properties.correlation_id().as_ref().map(|id| id.as_str()),
+                flag: None,
+            })
+            .collect();
+        let deliveries = &deliveries;
+        let left = self
+            .send_all(&messages, retry, |accepted| ack_all(accepted.into_iter().map(move |index| &deliveries[index])))
+            .await;
+        if left > 0 {
+            tracing::warn!(messages = left, "stopping: leaving messages for RabbitMQ to deliver again");
+        }
+    }
+
+    /// Sends `messages` in as few `SendMessageBatch` calls as SQS's limits allow, handing
+    /// `accepted` the indices of the messages each call got accepted. Refused entries and failed
+    /// calls are retried with `retry`'s backoff until it gives up; returns how many messages SQS
+    /// had not accepted then (0 when all were).
+    pub async fn send_all<F, Fut>(&self, messages: &[Outgoing<'_>], retry: &mut Retry, mut accepted: F) -> usize
+    where
+        F: FnMut(Vec<usize>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let chunks = chunks_within_limits(messages.iter().map(|message| entry_size(message.body)));
+        for (position, chunk) in chunks.iter().enumerate() {
+            let mut pending: HashMap<String, usize> = chunk.clone().map(|index| (index.to_string(), index)).collect();
             while !pending.is_empty() {
-                let entries = pending.iter().map(|(id, delivery)| entry(id, &delivery.data)).collect();
+                let entries = pending.iter().map(|(id, index)| entry(id, &messages[*index])).collect();
                 match self.send(entries).await {
                     Ok(output) => {
-                        let accepted: Vec<&Delivery> =
+                        let taken: Vec<usize> =
                             output.successful.iter().filter_map(|entry| pending.remove(&entry.id)).collect();
-                        retry.stats.forwarded(self.queue, accepted.len());
-                        ack_all(accepted).await;
+                        retry.stats.forwarded(self.queue, taken.len());
+                        accepted(taken).await;
                         for refused in &output.failed {
+                            let message = pending.get(&refused.id).and_then(|index| messages.get(*index));
+                            let event = message.and_then(|message| EventMessage::parse(message.body).ok());
                             tracing::warn!(
                                 code = %refused.code,
                                 message = refused.message.as_deref().unwrap_or_default(),
                                 sender_fault = refused.sender_fault,
+                                event_id = event.as_ref().map(|event| tracing::field::display(event.event_id)),
+                                correlation_id = message.and_then(|message| message.correlation_id),
                                 "SQS refused a message; retrying it"
                             );
                         }
@@ -65,14 +109,12 @@ impl SqsForwarder {
                     }
                 }
                 if !retry.wait().await {
-                    tracing::warn!(
-                        messages = pending.len(),
-                        "stopping: leaving messages for RabbitMQ to deliver again"
-                    );
-                    return;
+                    let later: usize = chunks[position + 1..].iter().map(|range| range.len()).sum();
+                    return pending.len() + later;
                 }
             }
         }
+        0
     }
 
     async fn send(
@@ -84,8 +126,10 @@ impl SqsForwarder {
     }
 }
 
-/// The SQS entry carrying `body`: unchanged when SQS can carry it, base64 otherwise.
-pub fn entry(id: &str, body: &[u8]) -> SendMessageBatchRequestEntry {
+/// The SQS entry carrying a message: its body unchanged when SQS can carry it, base64 otherwise;
+/// the event id and correlation id as attributes (the AMQP property's id, else the body's).
+pub fn entry(id: &str, message: &Outgoing<'_>) -> SendMessageBatchRequestEntry {
+    let body = message.body;
     let mut builder = SendMessageBatchRequestEntry::builder().id(id);
     builder = match std::str::from_utf8(body) {
         Ok(text) if text.chars().all(sqs_allows) => builder.message_body(text),
@@ -93,8 +137,19 @@ pub fn entry(id: &str, body: &[u8]) -> SendMessageBatchRequestEntry {
             .message_body(STANDARD.encode(body))
             .message_attributes(BODY_ENCODING_ATTRIBUTE, string_attribute("base64")),
     };
-    if let Ok(message) = EventMessage::parse(body) {
-        builder = builder.message_attributes(EVENT_ID_ATTRIBUTE, string_attribute(&message.event_id.to_string()));
+    let event = EventMessage::parse(body).ok();
+    if let Some(event) = &event {
+        builder = builder.message_attributes(EVENT_ID_ATTRIBUTE, string_attribute(&event.event_id.to_string()));
+    }
+    let correlation_id = message
+        .correlation_id
+        .or_else(|| event.as_ref().and_then(|event| event.correlation_id.as_deref()))
+        .filter(|id| CorrelationId::is_valid(id));
+    if let Some(correlation_id) = correlation_id {
+        builder = builder.message_attributes(CORRELATION_ID_ATTRIBUTE, string_attribute(correlation_id));
+    }
+    if let Some((name, value)) = message.flag {
+        builder = builder.message_attributes(name, string_attribute(value));
     }
     builder.build().expect("id and body are set")
 }
@@ -138,22 +193,31 @@ mod tests {
 
     #[test]
     fn an_event_message_travels_unchanged_with_its_id_as_attribute() {
-        let body = br#"{"schema":1,"event_id":"0190b2a4-4c3e-7a9e-8f00-000000000001","status":"error","source":null,"title":"t","received_at":"2026-11-29T10:00:00Z"}"#;
-        let entry = entry("3", body);
+        let body = br#"{"schema":1,"event_id":"0190b2a4-4c3e-7a9e-8f00-000000000001","status":"error","source":null,"title":"t","received_at":"2026-11-29T10:00:00Z","correlation_id":"req-9"}"#;
+        let entry = entry("3", &Outgoing { body, correlation_id: None, flag: None });
         assert_eq!(entry.id, "3");
         assert_eq!(entry.message_body.as_bytes(), body);
         let attributes = entry.message_attributes.unwrap();
         assert_eq!(attributes[EVENT_ID_ATTRIBUTE].string_value(), Some("0190b2a4-4c3e-7a9e-8f00-000000000001"));
+        assert_eq!(attributes[CORRELATION_ID_ATTRIBUTE].string_value(), Some("req-9"));
         assert!(!attributes.contains_key(BODY_ENCODING_ATTRIBUTE));
     }
 
     #[test]
+    fn the_amqp_correlation_id_is_carried_even_for_a_body_that_is_not_an_event() {
+        let carried = entry("0", &Outgoing { body: b"not json", correlation_id: Some("req-1"), flag: None });
+        assert_eq!(carried.message_attributes.unwrap()[CORRELATION_ID_ATTRIBUTE].string_value(), Some("req-1"));
+        let invalid = entry("0", &Outgoing { body: b"not json", correlation_id: Some("two words"), flag: None });
+        assert!(invalid.message_attributes.is_none(), "an id no hop could carry is dropped");
+    }
+
+    #[test]
     fn a_malformed_body_is_still_sent_and_one_sqs_cannot_carry_goes_as_base64() {
-        let text = entry("0", b"not json");
+        let text = entry("0", &Outgoing { body: b"not json", correlation_id: None, flag: None });
         assert_eq!(text.message_body, "not json");
         assert!(text.message_attributes.is_none());
         for body in [&[0xff, 0xfe, 0x00][..], b"nul \x00 inside"] {
-            let encoded = entry("0", body);
+            let encoded = entry("0", &Outgoing { body, correlation_id: None, flag: None });
             assert_eq!(STANDARD.decode(&encoded.message_body).unwrap(), body);
             let attributes = encoded.message_attributes.unwrap();
             assert_eq!(attributes[BODY_ENCODING_ATTRIBUTE].string_value(), Some("base64"));

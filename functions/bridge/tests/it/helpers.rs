@@ -52,6 +52,7 @@ pub fn messages(status: Status, count: usize) -> Vec<EventMessage> {
             source: Some("bridge-test".into()),
             title: format!("{} {n}", status.as_str()),
             received_at: chrono::Utc::now(),
+            correlation_id: Some(format!("bridge-test-{n}")),
         })
         .collect()
 }
@@ -96,6 +97,7 @@ pub async fn delete_topology(topology: &Topology) {
 
 /// The two SQS queues of one test.
 pub struct SqsQueues {
+    pub aws: SdkConfig,
     pub client: aws_sdk_sqs::Client,
     pub warning_url: String,
     pub error_url: String,
@@ -106,7 +108,7 @@ impl SqsQueues {
         let client = aws_sdk_sqs::Client::new(aws);
         let warning_url = create_queue(&client, &unique("warning")).await;
         let error_url = create_queue(&client, &unique("error")).await;
-        Self { client, warning_url, error_url }
+        Self { aws: aws.clone(), client, warning_url, error_url }
     }
 
     pub async fn delete(&self) {
@@ -140,8 +142,12 @@ impl SqsQueues {
             for message in output.messages() {
                 let parsed = EventMessage::parse(message.body().unwrap().as_bytes()).expect("the body is unchanged");
                 assert!(expected.contains(&parsed.event_id), "{} arrived in the wrong queue {url}", parsed.event_id);
-                let attribute = &message.message_attributes().unwrap()["event_id"];
-                assert_eq!(attribute.string_value(), Some(parsed.event_id.to_string().as_str()));
+                let attributes = message.message_attributes().unwrap();
+                assert_eq!(attributes["event_id"].string_value(), Some(parsed.event_id.to_string().as_str()));
+                assert_eq!(
+                    attributes.get("correlation_id").and_then(|a| a.string_value()),
+                    parsed.correlation_id.as_deref()
+                );
                 seen.insert(parsed.event_id);
                 received += 1;
                 self.client

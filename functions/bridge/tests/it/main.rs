@@ -5,3 +5,4 @@ mod dispatch;
 mod faults;
 mod forwarding;
 mod helpers;
+mod lambda;

@@ -87,18 +87,32 @@ impl AmqpBus {
     pub async fn publish(&self, queue: Queue, messages: &[EventMessage]) -> Result<(), BusError> {
         let outgoing: Vec<Outgoing> = messages
             .iter()
-            .map(|message| Outgoing { body: message.to_bytes(), message_id: Some(message.event_id.to_string()) })
+            .map(|message| Outgoing {
+                body: message.to_bytes(),
+                message_id: Some(message.event_id.to_string()),
+                correlation_id: message.correlation_id.clone(),
+            })
             .collect();
         self.send(queue, &outgoing).await
     }
 
     /// Publishes the events to `queue` together, up to [`MAX_EVENTS_PER_MESSAGE`] in a message,
     /// and returns once the broker confirmed them all: for `dispatch`, which routes many at once.
+    /// Events of different correlation ids (the sweep's) go in different messages, so that each
+    /// message's `correlation_id` property is true of every event it carries.
     #[tracing::instrument(skip_all, fields(queue = queue.role(), events = messages.len()))]
     pub async fn publish_batch(&self, queue: Queue, messages: &[EventMessage]) -> Result<(), BusError> {
-        let outgoing: Vec<Outgoing> = messages
-            .chunks(MAX_EVENTS_PER_MESSAGE)
-            .map(|chunk| Outgoing { body: EventMessage::batch_to_bytes(chunk), message_id: None })
+        let outgoing: Vec<Outgoing> = by_correlation_id(messages)
+            .into_iter()
+            .flat_map(|(correlation_id, group)| {
+                let chunks: Vec<Vec<EventMessage>> =
+                    group.chunks(MAX_EVENTS_PER_MESSAGE).map(<[EventMessage]>::to_vec).collect();
+                chunks.into_iter().map(move |chunk| Outgoing {
+                    body: EventMessage::batch_to_bytes(&chunk),
+                    message_id: None,
+                    correlation_id: correlation_id.clone(),
+                })
+            })
             .collect();
         self.send(queue, &outgoing).await
     }
@@ -156,6 +170,10 @@ impl AmqpBus {
                 if let Some(id) = &message.message_id {
                     properties = properties.with_message_id(id.as_str().into());
                 }
+                // A short string in AMQP: an id too long for one travels in the body only.
+                if let Some(id) = message.correlation_id.as_deref().filter(|id| id.len() <= 255) {
+                    properties = properties.with_correlation_id(id.into());
+                }
                 let confirm = channel
                     .basic_publish(
                         self.topology.exchange.as_str().into(),
@@ -190,4 +208,54 @@ struct Outgoing {
     body: Vec<u8>,
     /// The event's id, when the message carries one event.
     message_id: Option<String>,
+    /// The AMQP `correlation_id` property: the id every event of the message shares.
+    correlation_id: Option<String>,
+}
+
+/// The messages grouped by correlation id, groups in the order of their first message.
+fn by_correlation_id(messages: &[EventMessage]) -> Vec<(Option<String>, Vec<EventMessage>)> {
+    let mut groups: Vec<(Option<String>, Vec<EventMessage>)> = Vec::new();
+    for message in messages {
+        match groups.iter_mut().find(|(id, _)| *id == message.correlation_id) {
+            Some((_, group)) => group.push(message.clone()),
+            None => groups.push((message.correlation_id.clone(), vec![message.clone()])),
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::{bus::SCHEMA_VERSION, domain::Status};
+
+    fn message(correlation_id: Option<&str>) -> EventMessage {
+        EventMessage {
+            schema: SCHEMA_VERSION,
+            event_id: Uuid::now_v7(),
+            status: Status::Error,
+            source: None,
+            title: "t".into(),
+            received_at: Utc::now(),
+            correlation_id: correlation_id.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn events_are_grouped_by_correlation_id_in_order_of_first_appearance() {
+        let messages = [message(Some("a")), message(None), message(Some("b")), message(Some("a")), message(None)];
+        let groups = by_correlation_id(&messages);
+        let shape: Vec<(Option<&str>, Vec<Uuid>)> = groups
+            .iter()
+            .map(|(id, group)| (id.as_deref(), group.iter().map(|message| message.event_id).collect()))
+            .collect();
+        let ids: Vec<Uuid> = messages.iter().map(|message| message.event_id).collect();
+        assert_eq!(
+            shape,
+            vec![(Some("a"), vec![ids[0], ids[3]]), (None, vec![ids[1], ids[4]]), (Some("b"), vec![ids[2]])]
+        );
+    }
 }

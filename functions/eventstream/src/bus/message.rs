@@ -20,6 +20,10 @@ pub struct EventMessage {
     pub source: Option<String>,
     pub title: String,
     pub received_at: DateTime<Utc>,
+    /// The id that follows the event from its request to its email; absent from messages
+    /// published before it was carried, which still parse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
 }
 
 /// A message body that is not an [`EventMessage`] this code can read.
@@ -42,6 +46,7 @@ impl EventMessage {
             source: event.source.clone(),
             title: event.title.clone(),
             received_at: event.received_at,
+            correlation_id: event.correlation_id.clone(),
         }
     }
 
@@ -105,6 +110,7 @@ mod tests {
             source: Some("billing".into()),
             title: "Payment failed".into(),
             received_at: Utc::now(),
+            correlation_id: Some("req-42".into()),
         }
     }
 
@@ -123,6 +129,17 @@ mod tests {
         assert_eq!(EventMessage::parse_batch_base64(&encoded).unwrap(), batch);
         assert_eq!(EventMessage::parse_batch(&batch[1].to_bytes()).unwrap(), [batch[1].clone()]);
         assert!(EventMessage::parse_batch(b"[]").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_message_without_a_correlation_id_still_parses_and_none_is_not_written() {
+        let old = br#"{"schema":1,"event_id":"0190b2a4-4c3e-7a9e-8f00-000000000001","status":"error","source":null,"title":"t","received_at":"2026-11-29T10:00:00Z"}"#;
+        let parsed = EventMessage::parse(old).unwrap();
+        assert_eq!(parsed.correlation_id, None);
+        assert_eq!(parsed.to_bytes(), old, "a message without an id is written as before");
+        let carried = message();
+        let json: serde_json::Value = serde_json::from_slice(&carried.to_bytes()).unwrap();
+        assert_eq!(json["correlation_id"], "req-42");
     }
 
     #[test]

@@ -130,4 +130,7 @@ pub struct Event {
     pub pipeline_updated_at: DateTime<Utc>,
     /// The user whose token posted it.
     pub posted_by: Uuid,
+    /// The id that follows the event through the pipeline: the request's `X-Correlation-Id`, API
+    /// Gateway's request id, or one the API made; none for events stored before it was kept.
+    pub correlation_id: Option<String>,
 }

@@ -1,10 +1,12 @@
 //! The domain: what an event is, the states it moves through, and what makes one valid.
 
+mod correlation;
 mod event;
 mod handling;
 mod role;
 mod validation;
 
+pub use correlation::{CorrelationId, MAX_CORRELATION_ID_CHARS};
 pub use event::{Event, EventInput, NewEvent, PipelineState, Status};
 pub use handling::{Handler, NotificationState, UnknownHandler, UnknownNotificationState};
 pub use role::{Role, UnknownRole};

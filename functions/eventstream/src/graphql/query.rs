@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     auth::Claims,
-    domain::{EventInput, PipelineState, Role, reject_nul},
+    domain::{CorrelationId, EventInput, PipelineState, Role, reject_nul},
     pipeline::idempotency_claim,
     store::{Cursor, EventFilter},
 };
@@ -188,8 +188,13 @@ impl MutationRoot {
         let claim = idempotency_key
             .map(|key| idempotency_claim("idempotencyKey", &key, "graphql createEvent", std::slice::from_ref(&event)))
             .transpose()?;
-        let insertion = ctx.data_unchecked::<Services>().intake.accept(caller.sub, claim.as_ref(), &[event]).await?;
-        tracing::info!(replayed = insertion.replayed, "event stored through GraphQL");
+        // The HTTP handler puts the request's id in; a schema run any other way makes one.
+        let correlation_id = ctx.data_opt::<CorrelationId>().cloned().unwrap_or_else(CorrelationId::generate);
+        let insertion = ctx
+            .data_unchecked::<Services>()
+            .intake
+            .accept(caller.sub, claim.as_ref(), &correlation_id, &[event])
+            .await?;
         insertion
             .events
             .into_iter()

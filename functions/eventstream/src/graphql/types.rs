@@ -66,6 +66,11 @@ impl Event {
         self.0.pipeline_updated_at
     }
 
+    /// The id in every log line from its request to its email: X-Correlation-Id, else API Gateway's or a new one.
+    async fn correlation_id(&self) -> Option<&str> {
+        self.0.correlation_id.as_deref()
+    }
+
     /// The username whose token posted it (admin only).
     #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn posted_by(&self, ctx: &Context<'_>) -> Result<Option<String>, GqlError> {

@@ -4,21 +4,23 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     body::Bytes,
     extract::{DefaultBodyLimit, State, rejection::BytesRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware,
     response::{Html, IntoResponse, Response},
     routing::get,
 };
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::http::{Authenticating, Caller, MAX_BODY_BYTES, Unauthenticated, is_json};
+use super::http::{Authenticating, Caller, MAX_BODY_BYTES, Unauthenticated, is_json, with_correlation_id};
 use crate::{
     auth::{AuthError, Authenticator, TokenCodec},
     bus::AmqpBus,
     config::JwtConfig,
+    domain::CorrelationId,
     graphql::{EventStreamSchema, Services, code},
     pipeline::Intake,
     store::{PgAnalyticsStore, PgEventStore, PgUserStore},
@@ -60,7 +62,8 @@ impl Authenticating for GraphqlState {
     }
 }
 
-/// The routes of the graphql function.
+/// The routes of the graphql function. Every request has a correlation id
+/// ([`with_correlation_id`]), which `createEvent` stores; an invalid `X-Correlation-Id` is a 400.
 pub fn router(state: GraphqlState) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(execute))
@@ -72,6 +75,13 @@ pub fn router(state: GraphqlState) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+        .layer(middleware::from_fn(|request, next| {
+            with_correlation_id(
+                |error| failure(StatusCode::BAD_REQUEST, code::BAD_REQUEST, &error.to_string()),
+                request,
+                next,
+            )
+        }))
 }
 
 /// The page carries its own Content-Security-Policy in a meta tag (scripts pinned by URL and hash); the
@@ -91,6 +101,7 @@ async fn graphiql() -> impl IntoResponse {
 async fn execute(
     State(state): State<GraphqlState>,
     Caller(caller): Caller,
+    Extension(correlation_id): Extension<CorrelationId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -120,7 +131,7 @@ async fn execute(
             return failure(StatusCode::BAD_REQUEST, code::BAD_REQUEST, &message);
         }
     };
-    let execution = state.schema.execute(state.services.request(request, caller));
+    let execution = state.schema.execute(state.services.request(request, caller).data(correlation_id));
     // Each statement has its own timeout, but a request may run several: bound the whole of it, so
     // no request holds an instance and its connections longer than this. Dropping the execution
     // cancels its statements.

@@ -3,14 +3,15 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::Email;
 use crate::{
     config::AlertConfig,
-    domain::{Event, is_bidi_control},
+    domain::{CorrelationId, Event, is_bidi_control},
 };
 
 /// What a hidden character is shown as: visible, and the same in every mail client.
 const MARKER: char = '\u{FFFD}';
 
-/// The email that tells people about an error event: everything needed to act on it, and a link to
-/// the event in the API.
+/// The email that tells people about an error event: everything needed to act on it, a link to
+/// the event in the API and, in the footer and the `X-Correlation-Id` header, the id that follows
+/// the event through every log line.
 pub fn error_alert(event: &Event, alert: &AlertConfig) -> Email {
     let source = event.source.as_deref().map_or_else(|| "(none)".to_string(), shown);
     let subject = match &event.source {
@@ -32,8 +33,12 @@ pub fn error_alert(event: &Event, alert: &AlertConfig) -> Email {
          Description:\n\
          {description}\n\
          \n\
-         The event in the API: {link}\n",
+         The event in the API: {link}\n\
+         \n\
+         --\n\
+         Correlation id: {correlation_id}\n",
         status = event.status,
+        correlation_id = event.correlation_id.as_deref().unwrap_or("(none)"),
         title = shown(&event.title),
         received_at = timestamp(event.received_at),
         id = event.id,
@@ -45,6 +50,8 @@ pub fn error_alert(event: &Event, alert: &AlertConfig) -> Email {
         to: alert.recipients.clone(),
         subject,
         text,
+        // Stored ids are validated, so safe in a header; anything else is left out of it.
+        correlation_id: event.correlation_id.clone().filter(|id| CorrelationId::is_valid(id)),
     }
 }
 
@@ -100,6 +107,7 @@ mod tests {
             pipeline_state: PipelineState::Dispatched,
             pipeline_updated_at: Utc::now(),
             posted_by: Uuid::nil(),
+            correlation_id: Some("req-7f3a".into()),
         }
     }
 
@@ -120,9 +128,11 @@ mod tests {
             "Event id:     0194a3b0-0000-7000-8000-000000000001\n",
             "Description:\nCard declined for order 42\n",
             "The event in the API: https://api.example.com/Prod/api/events/0194a3b0-0000-7000-8000-000000000001\n",
+            "\n--\nCorrelation id: req-7f3a\n",
         ] {
             assert!(email.text.contains(expected), "{expected:?} missing from:\n{}", email.text);
         }
+        assert_eq!(email.correlation_id.as_deref(), Some("req-7f3a"));
     }
 
     #[test]
@@ -139,6 +149,11 @@ mod tests {
         assert!(email.text.contains("Source:       (none)\n"), "{}", email.text);
         assert!(email.text.contains("Occurred at:  (not given)\n"), "{}", email.text);
         assert!(email.text.contains("Description:\n(none)\n"), "{}", email.text);
+
+        event.correlation_id = None;
+        let email = error_alert(&event, &alert());
+        assert!(email.text.ends_with("Correlation id: (none)\n"), "{}", email.text);
+        assert_eq!(email.correlation_id, None);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct Email {
     pub subject: String,
     /// The plain-text body.
     pub text: String,
+    /// Sent as the `X-Correlation-Id` header: the id that followed the event from its request.
+    pub correlation_id: Option<String>,
 }
 
 /// Sends email.

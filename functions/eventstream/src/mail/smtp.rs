@@ -1,12 +1,15 @@
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
-    message::header::ContentType,
+    message::header::{ContentType, HeaderName, HeaderValue},
     transport::smtp::{self, authentication::Credentials},
 };
 use secrecy::ExposeSecret;
 
 use super::{Email, Mailer};
 use crate::config::{SmtpConfig, SmtpTls};
+
+/// The header that carries the event's correlation id, as the API's responses do.
+const CORRELATION_ID_HEADER: HeaderName = HeaderName::new_from_ascii_str("X-Correlation-Id");
 
 /// Sends email through an SMTP relay; one connection per email, so a Lambda environment thawed
 /// after minutes never reuses a connection the relay has since closed.
@@ -48,7 +51,7 @@ impl SmtpMailer {
 impl Mailer for SmtpMailer {
     type Error = SmtpError;
 
-    #[tracing::instrument(skip_all, fields(message_id = %email.message_id, recipients = email.to.len()))]
+    #[tracing::instrument(skip_all, fields(message_id = %email.message_id, recipients = email.to.len(), correlation_id = email.correlation_id.as_deref()))]
     async fn send(&self, email: &Email) -> Result<(), SmtpError> {
         let mut message = Message::builder()
             .message_id(Some(email.message_id.clone()))
@@ -57,6 +60,9 @@ impl Mailer for SmtpMailer {
             .header(ContentType::TEXT_PLAIN);
         for recipient in &email.to {
             message = message.to(recipient.clone());
+        }
+        if let Some(correlation_id) = &email.correlation_id {
+            message = message.raw_header(HeaderValue::new(CORRELATION_ID_HEADER, correlation_id.clone()));
         }
         self.transport.send(message.body(email.text.clone())?).await?;
         Ok(())

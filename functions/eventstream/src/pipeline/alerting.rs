@@ -9,12 +9,14 @@
 
 use std::time::Duration;
 
+use chrono::Utc;
 use sqlx::PgPool;
 
-use super::{Delivery, error_chain, park, read_message};
+use super::{Delivery, Handled, error_chain, park, read_message};
 use crate::{
     config::AlertConfig,
     mail::{Mailer, error_alert},
+    metrics::Metrics,
     store::{Claim, PgDeadLetterStore, PgEventStore, PgHandlingStore, StoreError},
 };
 
@@ -29,6 +31,7 @@ pub struct Alerting<M> {
     /// The alert's recipients as stored in `notifications.recipients`.
     recipients: Vec<String>,
     claim_timeout: Duration,
+    metrics: Metrics,
 }
 
 /// Why an error event must be delivered again.
@@ -44,7 +47,8 @@ pub enum AlertError<E> {
 
 impl<M: Mailer> Alerting<M> {
     /// `claim_timeout`: how long a claimed email may stay unsent before another delivery may
-    /// send it (see [`crate::config::ErrorHandlerConfig::claim_timeout`]).
+    /// send it (see [`crate::config::ErrorHandlerConfig::claim_timeout`]). Its handler emits
+    /// metrics to stdout ([`Metrics::from_env`]); see [`Alerting::with_metrics`].
     pub fn new(pool: PgPool, mailer: M, alert: AlertConfig, claim_timeout: Duration) -> Self {
         let recipients = alert.recipients.iter().map(ToString::to_string).collect();
         Self {
@@ -55,16 +59,27 @@ impl<M: Mailer> Alerting<M> {
             alert,
             recipients,
             claim_timeout,
+            metrics: Metrics::from_env(),
         }
+    }
+
+    /// The same, its handler emitting metrics to `metrics`.
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        Self { metrics, ..self }
+    }
+
+    /// Where the error handler's metrics go.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Records the error event a delivery names and sends its email unless it was sent. A
     /// delivery that is not an event message, or names no event, is parked and counts as handled.
-    pub async fn handle(&self, delivery: Delivery<'_>) -> Result<(), AlertError<M::Error>> {
-        let Some(message) = read_message(&self.dead_letters, delivery).await? else { return Ok(()) };
+    pub async fn handle(&self, delivery: Delivery<'_>) -> Result<Handled, AlertError<M::Error>> {
+        let Some(message) = read_message(&self.dead_letters, delivery).await? else { return Ok(Handled::Parked) };
         let Some(event) = self.events.get(message.event_id).await? else {
             park(&self.dead_letters, delivery, "no event has this event_id").await?;
-            return Ok(());
+            return Ok(Handled::Parked);
         };
         self.handling.record_error(event.id, &self.recipients).await?;
         match self.handling.claim_email(event.id, &self.recipients, self.claim_timeout).await? {
@@ -72,15 +87,16 @@ impl<M: Mailer> Alerting<M> {
                 // An earlier delivery may have sent the email and died before marking the event.
                 self.handling.mark_processed(event.id).await?;
                 tracing::info!("error already recorded and its email sent");
-                Ok(())
+                Ok(Handled::Before)
             }
             // Not a success: if that invocation dies, this delivery must come back to send.
             Claim::HeldElsewhere => Err(AlertError::HeldElsewhere),
             Claim::Claimed { attempt } => match self.mailer.send(&error_alert(&event, &self.alert)).await {
                 Ok(()) => {
+                    let sent_at = Utc::now();
                     self.handling.email_sent(event.id).await?;
                     tracing::info!(attempt, "error recorded and its email sent");
-                    Ok(())
+                    Ok(Handled::Now { received_at: event.received_at, email_sent_at: Some(sent_at) })
                 }
                 Err(error) => {
                     self.handling.email_failed(event.id, &error_chain(&error)).await?;
@@ -155,11 +171,17 @@ mod tests {
             occurred_at: None,
             attributes: serde_json::json!({}),
         };
-        PgEventStore::new(pool.clone()).insert(user, None, &[new]).await.unwrap().events.remove(0)
+        let correlation_id = crate::domain::CorrelationId::parse("test", "req-alerting").unwrap();
+        PgEventStore::new(pool.clone())
+            .insert(user, None, Some(&correlation_id), &[new])
+            .await
+            .unwrap()
+            .events
+            .remove(0)
     }
 
     /// Hands `alerting` an `error-events` delivery naming `event_id`.
-    async fn deliver(alerting: &Alerting<FakeMailer>, event_id: Uuid) -> Result<(), AlertError<Refused>> {
+    async fn deliver(alerting: &Alerting<FakeMailer>, event_id: Uuid) -> Result<Handled, AlertError<Refused>> {
         let body = serde_json::json!({
             "schema": SCHEMA_VERSION,
             "event_id": event_id,
@@ -202,11 +224,16 @@ mod tests {
         assert_eq!(pipeline_state(&pool, event.id).await, "received");
 
         let working = alerting(&pool, FakeMailer::default());
-        deliver(&working, event.id).await.unwrap();
+        let handled = deliver(&working, event.id).await.unwrap();
 
+        assert!(
+            matches!(handled, Handled::Now { received_at, email_sent_at: Some(_) } if received_at == event.received_at),
+            "{handled:?}"
+        );
         let sent = working.mailer.sent.lock().unwrap().clone();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].message_id, format!("<{}@eventstream>", event.id));
+        assert_eq!(sent[0].correlation_id.as_deref(), Some("req-alerting"));
         let (state, attempts, last_error) = notification(&pool, event.id).await;
         assert_eq!((state.as_str(), attempts, last_error), ("sent", 2, None));
         assert_eq!(pipeline_state(&pool, event.id).await, "processed");
@@ -254,7 +281,7 @@ mod tests {
         .unwrap();
         let sender = alerting(&pool, FakeMailer::default());
 
-        deliver(&sender, event.id).await.unwrap();
+        assert_eq!(deliver(&sender, event.id).await.unwrap(), Handled::Before);
 
         assert!(sender.mailer.sent.lock().unwrap().is_empty());
         assert_eq!(pipeline_state(&pool, event.id).await, "processed");
@@ -265,7 +292,7 @@ mod tests {
         let sender = alerting(&pool, FakeMailer::default());
         let unknown = Uuid::now_v7();
 
-        deliver(&sender, unknown).await.unwrap();
+        assert_eq!(deliver(&sender, unknown).await.unwrap(), Handled::Parked);
 
         assert!(sender.mailer.sent.lock().unwrap().is_empty());
         let (origin, error): (String, String) =

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, hash_map::Entry};
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -12,6 +13,7 @@ use crate::{
     bus::{AmqpBus, BusError, EventMessage, Queue},
     config::SweepConfig,
     domain::Handler,
+    metrics::{Metrics, Unit, millis_between},
     store::{PgDeadLetterStore, PgEventStore, PgRoutingStore, Routing, StoreError},
 };
 
@@ -46,9 +48,11 @@ pub struct Dispatcher {
     dead_letters: PgDeadLetterStore,
     bus: AmqpBus,
     sweep: SweepConfig,
+    metrics: Metrics,
 }
 
 impl Dispatcher {
+    /// Emits its metrics to stdout ([`Metrics::from_env`]); see [`Dispatcher::with_metrics`].
     pub fn new(pool: PgPool, bus: AmqpBus, sweep: SweepConfig) -> Self {
         Self {
             events: PgEventStore::new(pool.clone()),
@@ -56,7 +60,13 @@ impl Dispatcher {
             dead_letters: PgDeadLetterStore::new(pool),
             bus,
             sweep,
+            metrics: Metrics::from_env(),
         }
+    }
+
+    /// The same, emitting its metrics to `metrics`.
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        Self { metrics, ..self }
     }
 
     /// Routes the events of a batch of `dispatch` queue messages, each body base64 as the Amazon
@@ -91,6 +101,7 @@ impl Dispatcher {
 
         let mut outgoing: HashMap<Handler, Vec<EventMessage>> = HashMap::new();
         let mut routings = Vec::new();
+        let mut finished = Vec::new();
         for decision in self.routing.decide(&order).await? {
             let message = &messages[&decision.event_id];
             if !decision.known {
@@ -104,7 +115,10 @@ impl Dispatcher {
             } else {
                 match decision.target {
                     Some(handler) => outgoing.entry(handler).or_default().push(message.clone()),
-                    None => report.finished += 1,
+                    None => {
+                        report.finished += 1;
+                        finished.push(message);
+                    }
                 }
                 routings.push(Routing {
                     event_id: decision.event_id,
@@ -113,17 +127,55 @@ impl Dispatcher {
                 });
             }
         }
-        for (handler, messages) in outgoing {
-            self.bus.publish(Queue::from(handler), &messages).await?;
+        for (handler, messages) in &outgoing {
+            self.bus.publish(Queue::from(*handler), messages).await?;
             report.routed += messages.len();
         }
         if !routings.is_empty() {
             self.routing.record(&routings).await?;
         }
+        let routed_at = Utc::now();
+        let targets = outgoing
+            .iter()
+            .map(|(handler, messages)| (handler.as_str(), messages.iter().collect::<Vec<_>>()))
+            .chain([("none", finished)]);
+        for (target, messages) in targets {
+            for message in &messages {
+                tracing::info!(
+                    event_id = %message.event_id,
+                    correlation_id = message.correlation_id.as_deref(),
+                    target,
+                    "event routed"
+                );
+            }
+            self.count_routed(target, &messages, routed_at);
+        }
         Ok(report)
     }
 
-    /// Publishes events left `received` longer than the sweep's age to `dispatch` again.
+    /// `EventsRouted` to `target` (by target and in total) and each event's `DispatchLatency`.
+    fn count_routed(&self, target: &str, messages: &[&EventMessage], routed_at: DateTime<Utc>) {
+        if messages.is_empty() {
+            return;
+        }
+        self.metrics
+            .line()
+            .dimension("Target", target)
+            .group(&[&["Target"], &[]])
+            .count("EventsRouted", messages.len())
+            .group(&[&[]])
+            .values(
+                "DispatchLatency",
+                Unit::Milliseconds,
+                messages.iter().map(|message| millis_between(message.received_at, routed_at)),
+            )
+            .emit();
+    }
+
+    /// Publishes events left `received` longer than the sweep's age to `dispatch` again, each
+    /// with its correlation id. Every run emits `EventsRepublished` and the age of the oldest
+    /// event not yet routed, `OldestUndispatchedAgeSeconds` (0 when none): the backlog an alarm
+    /// watches.
     #[tracing::instrument(skip_all)]
     pub async fn sweep(&self) -> Result<DispatchReport, DispatchError> {
         let stuck = self.events.undispatched(self.sweep.older_than, self.sweep.limit).await?;
@@ -131,7 +183,22 @@ impl Dispatcher {
             tracing::warn!(count = stuck.len(), "events were stuck before dispatch; publishing them again");
             let messages: Vec<EventMessage> = stuck.iter().map(EventMessage::for_event).collect();
             self.bus.publish_batch(Queue::Dispatch, &messages).await?;
+            for event in &stuck {
+                tracing::info!(
+                    event_id = %event.id,
+                    correlation_id = event.correlation_id.as_deref(),
+                    "event republished for dispatch"
+                );
+            }
         }
+        let oldest = self.events.oldest_undispatched().await?;
+        let age = oldest.map_or(0.0, |oldest| millis_between(oldest, Utc::now()) / 1000.0);
+        self.metrics
+            .line()
+            .group(&[&[]])
+            .count("EventsRepublished", stuck.len())
+            .values("OldestUndispatchedAgeSeconds", Unit::Seconds, [age])
+            .emit();
         Ok(DispatchReport { republished: stuck.len(), ..Default::default() })
     }
 }

@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use crate::{
     bus::{AmqpBus, EventMessage, Queue},
-    domain::{FieldError, NewEvent, reject_nul},
+    domain::{CorrelationId, Event, FieldError, NewEvent, Status, reject_nul},
+    metrics::Metrics,
     store::{IdempotencyClaim, Insertion, PgEventStore, StoreError},
 };
 
@@ -19,26 +20,60 @@ pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 pub struct Intake {
     events: PgEventStore,
     bus: Arc<AmqpBus>,
+    metrics: Metrics,
 }
 
 impl Intake {
+    /// Emits its metrics to stdout ([`Metrics::from_env`]); see [`Intake::with_metrics`].
     pub fn new(events: PgEventStore, bus: Arc<AmqpBus>) -> Self {
-        Self { events, bus }
+        Self { events, bus, metrics: Metrics::from_env() }
     }
 
-    /// Stores `events` for `user_id`, all or none. Events stored by this call are published; a replay
-    /// of an earlier request publishes nothing, since the original request did.
+    /// The same, emitting its metrics to `metrics`.
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        Self { metrics, ..self }
+    }
+
+    /// Stores `events` for `user_id`, all or none, under the request's `correlation_id`. Events
+    /// stored by this call are published; a replay of an earlier request publishes nothing, since
+    /// the original request did. Emits `EventsIngested` by status for the events it stored.
     pub async fn accept(
         &self,
         user_id: Uuid,
         claim: Option<&IdempotencyClaim>,
+        correlation_id: &CorrelationId,
         events: &[NewEvent],
     ) -> Result<Insertion, StoreError> {
-        let insertion = self.events.insert(user_id, claim, events).await?;
+        let insertion = self.events.insert(user_id, claim, Some(correlation_id), events).await?;
+        for event in &insertion.events {
+            tracing::info!(
+                event_id = %event.id,
+                %correlation_id,
+                status = %event.status,
+                replayed = insertion.replayed,
+                "event accepted"
+            );
+        }
         if !insertion.replayed {
             self.publish_for_dispatch(&insertion).await;
+            self.count_ingested(&insertion.events);
         }
         Ok(insertion)
+    }
+
+    /// One line per status among `events`: `EventsIngested`, by status and in total.
+    fn count_ingested(&self, events: &[Event]) {
+        for status in Status::ALL {
+            let count = events.iter().filter(|event| event.status == status).count();
+            if count > 0 {
+                self.metrics
+                    .line()
+                    .dimension("Status", status.as_str())
+                    .group(&[&["Status"], &[]])
+                    .count("EventsIngested", count)
+                    .emit();
+            }
+        }
     }
 
     /// A failure does not fail the request: the events are stored and stay `received`, and the

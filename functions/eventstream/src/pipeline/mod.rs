@@ -18,10 +18,28 @@ pub use dispatch::{DispatchError, DispatchReport, Dispatcher};
 pub use intake::{Intake, MAX_IDEMPOTENCY_KEY_CHARS, idempotency_claim};
 pub use warnings::WarningHandling;
 
+use chrono::{DateTime, Utc};
+
 use crate::{
     bus::EventMessage,
     store::{PgDeadLetterStore, StoreError},
 };
+
+/// What handling one delivery did, for the handler's metrics and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// Handled by this delivery: the warning recorded, or the error's email sent, now.
+    Now {
+        /// When the API received the event.
+        received_at: DateTime<Utc>,
+        /// When the relay accepted the error's email, if this delivery sent it.
+        email_sent_at: Option<DateTime<Utc>>,
+    },
+    /// An earlier delivery handled it; nothing was done again.
+    Before,
+    /// Not an event message, or it names no event: kept in `dead_letters`.
+    Parked,
+}
 
 /// A message as a queue handed it over, before anything read it.
 #[derive(Clone, Copy, Debug)]
@@ -32,13 +50,18 @@ pub struct Delivery<'a> {
 }
 
 /// The event message of a handler queue's delivery, or `None` once an unreadable one is parked.
+/// Its event and correlation ids are recorded on the current span (the handler's record span).
 async fn read_message(
     dead_letters: &PgDeadLetterStore,
     delivery: Delivery<'_>,
 ) -> Result<Option<EventMessage>, StoreError> {
     match EventMessage::parse(delivery.body.as_bytes()) {
         Ok(message) => {
-            tracing::Span::current().record("event_id", tracing::field::display(message.event_id));
+            let span = tracing::Span::current();
+            span.record("event_id", tracing::field::display(message.event_id));
+            if let Some(correlation_id) = &message.correlation_id {
+                span.record("correlation_id", correlation_id.as_str());
+            }
             Ok(Some(message))
         }
         Err(error) => {

@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{StoreError, parse_stored};
-use crate::domain::{Event, NewEvent, PipelineState, Status};
+use crate::domain::{CorrelationId, Event, NewEvent, PipelineState, Status};
 
 /// Events in PostgreSQL.
 #[derive(Clone, Debug)]
@@ -96,6 +96,7 @@ struct EventRow {
     pipeline_state: String,
     pipeline_updated_at: DateTime<Utc>,
     user_id: Uuid,
+    correlation_id: Option<String>,
 }
 
 impl TryFrom<EventRow> for Event {
@@ -114,6 +115,7 @@ impl TryFrom<EventRow> for Event {
             attributes: row.attributes,
             pipeline_updated_at: row.pipeline_updated_at,
             posted_by: row.user_id,
+            correlation_id: row.correlation_id,
         })
     }
 }
@@ -138,7 +140,7 @@ impl PgEventStore {
         sqlx::query!("SELECT 1 AS one").fetch_one(&self.pool).await.map(|_| ())
     }
 
-    /// Stores events in one statement: all of them or none.
+    /// Stores events in one statement: all of them or none, each with the request's `correlation_id`.
     ///
     /// With a claim, the key is taken in the same statement; when it was already taken by the same
     /// request, the original events come back with `replayed`, and when by another request, the
@@ -148,6 +150,7 @@ impl PgEventStore {
         &self,
         user_id: Uuid,
         claim: Option<&IdempotencyClaim>,
+        correlation_id: Option<&CorrelationId>,
         events: &[NewEvent],
     ) -> Result<Insertion, StoreError> {
         // v7 ids from one process are increasing, so id order is the order the client sent.
@@ -170,13 +173,14 @@ impl PgEventStore {
                 ON CONFLICT DO NOTHING
                 RETURNING key
             )
-            INSERT INTO events (id, title, description, status, source, occurred_at, attributes, user_id, idempotency_key)
-            SELECT e.id, e.title, e.description, e.status, e.source, e.occurred_at, e.attributes, $1, $2
+            INSERT INTO events (id, title, description, status, source, occurred_at, attributes, user_id, idempotency_key,
+                                correlation_id)
+            SELECT e.id, e.title, e.description, e.status, e.source, e.occurred_at, e.attributes, $1, $2, $11
             FROM UNNEST($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::jsonb[])
                 AS e (id, title, description, status, source, occurred_at, attributes)
             WHERE $2::text IS NULL OR EXISTS (SELECT 1 FROM claimed)
             RETURNING id, title, description, status, source, occurred_at, received_at, attributes,
-                      pipeline_state, pipeline_updated_at, user_id
+                      pipeline_state, pipeline_updated_at, user_id, correlation_id
             "#,
             user_id,
             key,
@@ -188,6 +192,7 @@ impl PgEventStore {
             &sources as &[Option<&str>],
             &occurred as &[Option<DateTime<Utc>>],
             &attributes,
+            correlation_id.map(CorrelationId::as_str),
         )
         .fetch_all(&self.pool)
         .await?;
@@ -215,7 +220,7 @@ impl PgEventStore {
         let rows = sqlx::query_as!(
             EventRow,
             "SELECT id, title, description, status, source, occurred_at, received_at, attributes,
-                    pipeline_state, pipeline_updated_at, user_id
+                    pipeline_state, pipeline_updated_at, user_id, correlation_id
              FROM events WHERE user_id = $1 AND idempotency_key = $2 ORDER BY id",
             user_id,
             claim.key
@@ -231,7 +236,7 @@ impl PgEventStore {
         let row = sqlx::query_as!(
             EventRow,
             "SELECT id, title, description, status, source, occurred_at, received_at, attributes,
-                    pipeline_state, pipeline_updated_at, user_id
+                    pipeline_state, pipeline_updated_at, user_id, correlation_id
              FROM events WHERE id = $1",
             id
         )
@@ -247,7 +252,7 @@ impl PgEventStore {
         let rows = sqlx::query_as!(
             EventRow,
             "SELECT id, title, description, status, source, occurred_at, received_at, attributes,
-                    pipeline_state, pipeline_updated_at, user_id
+                    pipeline_state, pipeline_updated_at, user_id, correlation_id
              FROM events
              WHERE pipeline_state = 'received' AND received_at < now() - $1::float8 * interval '1 second'
              ORDER BY received_at
@@ -258,6 +263,16 @@ impl PgEventStore {
         .fetch_all(&self.pool)
         .await?;
         into_events(rows)
+    }
+
+    /// When the oldest event still `received` (not yet routed) was received; `None` when every
+    /// event was routed. One read of the partial index `events_undispatched_idx`.
+    #[tracing::instrument(skip(self))]
+    pub async fn oldest_undispatched(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let oldest = sqlx::query_scalar!("SELECT min(received_at) FROM events WHERE pipeline_state = 'received'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(oldest)
     }
 
     /// Up to `limit` events matching `filter`, newest first, after `cursor`.
@@ -272,7 +287,7 @@ impl PgEventStore {
             EventRow,
             r#"
             SELECT id, title, description, status, source, occurred_at, received_at, attributes,
-                   pipeline_state, pipeline_updated_at, user_id
+                   pipeline_state, pipeline_updated_at, user_id, correlation_id
             FROM events
             WHERE (cardinality($1::text[]) = 0 OR status = ANY($1))
               AND ($2::text IS NULL OR source = $2)

@@ -176,6 +176,7 @@ async fn an_unreachable_database_puts_failed_with_a_reason_without_hanging(_pool
     let server = ResponseServer::start(&[]);
     let unreachable = DatabaseConfig {
         url: "postgres://postgres@127.0.0.1:1/eventstream".into(),
+        login: None,
         max_connections: 1,
         statement_timeout: Duration::from_secs(5),
     };

@@ -149,18 +149,25 @@ impl TestApi {
 
     /// Takes every message waiting in one of this API's queues, as its body.
     pub async fn drain_bodies(&self, queue: Queue) -> Vec<Vec<u8>> {
+        self.drain_messages(queue).await.into_iter().map(|(_, body)| body).collect()
+    }
+
+    /// Takes every message waiting in one of this API's queues: its AMQP `correlation_id`
+    /// property and its body.
+    pub async fn drain_messages(&self, queue: Queue) -> Vec<(Option<String>, Vec<u8>)> {
         use lapin::{Connection, ConnectionProperties, options::BasicGetOptions};
         let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.unwrap();
         let channel = connection.create_channel().await.unwrap();
         let name = self.topology.queue_name(queue);
-        let mut bodies = Vec::new();
+        let mut messages = Vec::new();
         while let Some(message) =
             channel.basic_get(name.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap()
         {
-            bodies.push(message.delivery.data);
+            let correlation_id = message.delivery.properties.correlation_id().as_ref().map(|id| id.to_string());
+            messages.push((correlation_id, message.delivery.data));
         }
         connection.close(0, "done".into()).await.ok();
-        bodies
+        messages
     }
 
     /// A user with every role, and [`PASSWORD`].
@@ -319,7 +326,7 @@ pub async fn seed_events(pool: &PgPool, status: Status, count: usize) -> Vec<Eve
             attributes: json!({ "n": n }),
         })
         .collect();
-    let stored = PgEventStore::new(pool.clone()).insert(user, None, &events).await.unwrap().events;
+    let stored = PgEventStore::new(pool.clone()).insert(user, None, None, &events).await.unwrap().events;
     sqlx::query("UPDATE events SET pipeline_state = 'dispatched'").execute(pool).await.unwrap();
     stored
 }

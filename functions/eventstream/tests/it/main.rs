@@ -5,6 +5,7 @@ mod access;
 mod admin_cli;
 mod admin_function;
 mod api;
+mod correlation;
 mod dispatch;
 mod graphql;
 mod handlers_error;

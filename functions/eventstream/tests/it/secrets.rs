@@ -270,6 +270,7 @@ async fn the_rabbitmq_login_is_the_secrets() {
         source: Some("secrets-test".into()),
         title: "secret login".into(),
         received_at: chrono::Utc::now(),
+        correlation_id: None,
     };
     let mut outcomes = Vec::new();
     for arn in [wrong, right] {

@@ -100,7 +100,18 @@ pub async fn sqs_baseline(
         let expected = bodies.len();
         let batches: Vec<Vec<SendMessageBatchRequestEntry>> = bodies
             .chunks(MAX_BATCH_ENTRIES)
-            .map(|chunk| chunk.iter().enumerate().map(|(n, body)| bridge::sqs::entry(&n.to_string(), body)).collect())
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(n, body)| {
+                        bridge::sqs::entry(
+                            &n.to_string(),
+                            &bridge::sqs::Outgoing { body, correlation_id: None, flag: None },
+                        )
+                    })
+                    .collect()
+            })
             .collect();
         let batches = Arc::new(Mutex::new(batches));
         for _ in 0..senders {

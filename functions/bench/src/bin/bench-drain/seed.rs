@@ -43,7 +43,7 @@ pub async fn seed(args: &Args, admin: &PgPool, user: Uuid, topology: &Topology) 
             .enumerate()
             .map(|(n, status)| new_event(batch * MAX_EVENTS_PER_MESSAGE + n, *status))
             .collect();
-        let stored = store.insert(user, None, &rows).await.context("storing the backlog")?.events;
+        let stored = store.insert(user, None, None, &rows).await.context("storing the backlog")?.events;
         let messages: Vec<EventMessage> = stored.iter().map(EventMessage::for_event).collect();
         bus.publish_batch(Queue::Dispatch, &messages).await.context("publishing the backlog")?;
         seeded.dispatch_messages += 1;

@@ -354,7 +354,7 @@ async fn time_inserts(
     let mut samples = Vec::new();
     for run in 0..warmup + iterations {
         let started = Instant::now();
-        let inserted = events.insert(user, None, &batch).await?;
+        let inserted = events.insert(user, None, None, &batch).await?;
         let elapsed = started.elapsed();
         let ids: Vec<Uuid> = inserted.events.iter().map(|event| event.id).collect();
         sqlx::query("DELETE FROM events WHERE id = ANY($1)").bind(&ids).execute(pool).await?;

@@ -115,7 +115,7 @@ pub async fn store_batches(
         let rows = rows.clone();
         async move {
             let begun = Instant::now();
-            let stored = stores[task].insert(user, None, &rows).await?.events.len();
+            let stored = stores[task].insert(user, None, None, &rows).await?.events.len();
             Ok(Sample::since(begun, stored as u64))
         }
     })
@@ -179,6 +179,7 @@ pub async fn publish_only(
                 source: row.source.clone(),
                 title: row.title.clone(),
                 received_at: now,
+                correlation_id: None,
             })
             .collect(),
     );

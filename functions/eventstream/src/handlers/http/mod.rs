@@ -1,8 +1,9 @@
 //! What the HTTP functions (ingest and login with the REST API, graphql) share at the edge: serving
-//! on Lambda, routing on the path the client asked for, the body limit, the JSON content type
-//! and the caller's token.
+//! on Lambda, routing on the path the client asked for, the body limit, the JSON content type,
+//! the caller's token and the request's correlation id.
 
 mod caller;
+mod correlation;
 pub mod lambda;
 
 use axum::{
@@ -13,6 +14,7 @@ use lambda_http::{Request, RequestExt, request::RequestContext};
 use tower::{Service, ServiceBuilder};
 
 pub use caller::{Authenticating, Caller, Unauthenticated};
+pub use correlation::{CORRELATION_ID_HEADER, InvalidCorrelationId, correlation_id, with_correlation_id};
 
 /// Request bodies above this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;

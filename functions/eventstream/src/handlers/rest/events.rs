@@ -1,5 +1,5 @@
 use axum::{
-    Json,
+    Extension, Json,
     extract::{Path, Query, State, rejection::QueryRejection},
     http::{HeaderMap, StatusCode},
 };
@@ -12,7 +12,7 @@ use super::{
     extract::{Analyst, Authorized, JsonBody, Producer},
 };
 use crate::{
-    domain::{Event, EventInput, FieldError, NewEvent, Status, reject_nul, search_text, validate_batch},
+    domain::{CorrelationId, Event, EventInput, FieldError, NewEvent, Status, reject_nul, search_text, validate_batch},
     pipeline::idempotency_claim,
     store::{Cursor, EventFilter, IdempotencyClaim, Insertion},
 };
@@ -40,29 +40,32 @@ pub struct EventList {
 pub async fn create(
     State(state): State<AppState>,
     Authorized { caller, .. }: Authorized<Producer>,
+    Extension(correlation_id): Extension<CorrelationId>,
     headers: HeaderMap,
     JsonBody(input): JsonBody<EventInput>,
 ) -> Result<(StatusCode, Json<Event>), ApiError> {
     let event = input.validate()?;
     let claim = claim_from_headers(&headers, "POST /api/events", std::slice::from_ref(&event))?;
-    let Insertion { mut events, replayed } = state.intake.accept(caller.sub, claim.as_ref(), &[event]).await?;
+    let Insertion { mut events, replayed } =
+        state.intake.accept(caller.sub, claim.as_ref(), &correlation_id, &[event]).await?;
     let event = events.pop().ok_or_else(|| ApiError::Internal(anyhow::anyhow!("insert returned no event")))?;
-    tracing::info!(event_id = %event.id, status = %event.status, replayed, "event stored");
     Ok((created_or_replayed(replayed), Json(event)))
 }
 
-/// `POST /api/events/batch`: stores 1 to 500 events in one statement, all or none.
+/// `POST /api/events/batch`: stores 1 to 500 events in one statement, all or none, under the
+/// request's one correlation id.
 pub async fn create_batch(
     State(state): State<AppState>,
     Authorized { caller, .. }: Authorized<Producer>,
+    Extension(correlation_id): Extension<CorrelationId>,
     headers: HeaderMap,
     JsonBody(input): JsonBody<BatchInput>,
 ) -> Result<(StatusCode, Json<EventList>), ApiError> {
     let inputs = input.events.ok_or_else(|| FieldError::new("events", "is required"))?;
     let events = validate_batch(inputs)?;
     let claim = claim_from_headers(&headers, "POST /api/events/batch", &events)?;
-    let Insertion { events, replayed } = state.intake.accept(caller.sub, claim.as_ref(), &events).await?;
-    tracing::info!(count = events.len(), replayed, "event batch stored");
+    let Insertion { events, replayed } =
+        state.intake.accept(caller.sub, claim.as_ref(), &correlation_id, &events).await?;
     Ok((created_or_replayed(replayed), Json(EventList { events, next_cursor: None })))
 }
 

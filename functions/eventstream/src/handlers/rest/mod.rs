@@ -13,6 +13,7 @@ use std::sync::Arc;
 use axum::{
     Router,
     extract::DefaultBodyLimit,
+    middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -26,7 +27,7 @@ use crate::{
     auth::{Authenticator, Sessions, TokenCodec},
     bus::AmqpBus,
     config::{JwtConfig, LoginThrottleConfig},
-    handlers::http::{Authenticating, MAX_BODY_BYTES, lambda_service},
+    handlers::http::{Authenticating, MAX_BODY_BYTES, lambda_service, with_correlation_id},
     pipeline::Intake,
     store::{PgEventStore, PgSessionStore, PgUserStore},
 };
@@ -93,14 +94,18 @@ pub fn login_service(
     lambda_service(login_router(state))
 }
 
-/// The ingest function's routes, without the Lambda path handling; see [`service`].
+/// The ingest function's routes, without the Lambda path handling; see [`service`]. Every request
+/// has a correlation id ([`with_correlation_id`]); an invalid `X-Correlation-Id` is a 400
+/// `invalid_field` naming the header.
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/api/health", get(health::check))
         .route("/api/events", post(events::create).get(events::list))
         .route("/api/events/batch", post(events::create_batch))
         .route("/api/events/{id}", get(events::get));
-    with_json_errors(routes, state)
+    with_json_errors(routes, state).layer(middleware::from_fn(|request, next| {
+        with_correlation_id(|error| ApiError::from(error).into_response(), request, next)
+    }))
 }
 
 /// What every REST function answers alike: JSON 404 and 405, and the body limit.
