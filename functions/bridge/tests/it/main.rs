@@ -6,3 +6,4 @@ mod faults;
 mod forwarding;
 mod helpers;
 mod lambda;
+mod tls;
