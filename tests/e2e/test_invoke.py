@@ -10,7 +10,10 @@ import pytest
 
 from conftest import ROOT
 
-EVENTS = sorted((ROOT / "events").glob("*.json"))
+# The bridge function is deployed only where Amazon MQ feeds it (AWS); locally the bridge process does
+# its work, and functions/bridge/tests/it/lambda.rs drives its binary with bridge-*.json against
+# LocalStack's SQS instead.
+EVENTS = sorted(path for path in (ROOT / "events").glob("*.json") if not path.name.startswith("bridge-"))
 # Longest first: a fixture's name starts with its function's short name and a dash.
 FUNCTIONS = sorted(["ingest", "login", "graphql", "dispatch", "warning-handler", "error-handler", "admin"], key=len,
                    reverse=True)
