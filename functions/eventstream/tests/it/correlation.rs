@@ -5,14 +5,10 @@ use std::{sync::Arc, time::Duration};
 
 use aws_lambda_events::sqs::SqsEvent;
 use axum::http::StatusCode;
-use base64::{Engine, engine::general_purpose::STANDARD};
 use eventstream::{
     bus::{EventMessage, Queue},
     config::{AlertConfig, SweepConfig},
-    handlers::{
-        dispatch::{DispatchRequest, handle as dispatch},
-        sqs::handle_error_events,
-    },
+    handlers::{dispatch::handle as dispatch, sqs::handle_error_events},
     mail::SmtpMailer,
     metrics::{CapturedLines, Metrics},
     pipeline::{Alerting, Dispatcher},
@@ -23,30 +19,12 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::helpers::{
-    ERROR_FIXTURE, Function, Rest, TestApi, failed_ids, invocation, maildev_smtp, wait_for_emails_about,
+    ERROR_FIXTURE, Function, Rest, TestApi, dispatch_batch, failed_ids, invocation, maildev_smtp, wait_for_emails_about,
 };
-
-const DISPATCH_FIXTURE: &str = include_str!("../../../../events/dispatch-rabbitmq.json");
 
 fn captured() -> (Metrics, Arc<CapturedLines>) {
     let sink = Arc::new(CapturedLines::default());
     (Metrics::new("EventStreamTest", sink.clone()), sink)
-}
-
-/// The dispatch fixture carrying `bodies`, each base64 as Amazon MQ sends it.
-fn dispatch_batch(bodies: &[Vec<u8>]) -> DispatchRequest {
-    let mut event: Value = serde_json::from_str(DISPATCH_FIXTURE).unwrap();
-    let template = event["rmqMessagesByQueue"]["dispatch::/"][0].clone();
-    let messages: Vec<Value> = bodies
-        .iter()
-        .map(|body| {
-            let mut message = template.clone();
-            message["data"] = json!(STANDARD.encode(body));
-            message
-        })
-        .collect();
-    event["rmqMessagesByQueue"]["dispatch::/"] = json!(messages);
-    serde_json::from_value(event).unwrap()
 }
 
 /// The error handler's SQS fixture with one record carrying `body`, as the bridge forwards it.
@@ -100,7 +78,12 @@ async fn an_error_events_correlation_id_travels_from_its_request_to_its_email(po
         Dispatcher::new(pool.clone(), api.bus(), SweepConfig { older_than: Duration::from_secs(60), limit: 100 })
             .with_metrics(metrics);
     let bodies = vec![published[0].1.clone()];
-    dispatch(&dispatcher, LambdaEvent::new(dispatch_batch(&bodies), Context::default())).await.unwrap();
+    dispatch(
+        &dispatcher,
+        LambdaEvent::new(serde_json::from_value(dispatch_batch(&bodies)).unwrap(), Context::default()),
+    )
+    .await
+    .unwrap();
     let routed = api.drain_messages(Queue::Error).await;
     assert_eq!(routed.len(), 1);
     assert_eq!(routed[0].0.as_deref(), Some(correlation_id.as_str()));

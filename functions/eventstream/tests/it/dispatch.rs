@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use base64::{Engine, engine::general_purpose::STANDARD};
 use eventstream::{
     bus::{EventMessage, Queue},
     config::SweepConfig,
@@ -17,29 +16,10 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{Rest, TestApi, count};
-
-const FIXTURE: &str = include_str!("../../../../events/dispatch-rabbitmq.json");
+use crate::helpers::{Rest, TestApi, count, dispatch_batch};
 
 fn dispatcher(api: &TestApi) -> Dispatcher {
     Dispatcher::new(api.pool.clone(), api.bus(), SweepConfig { older_than: Duration::from_secs(60), limit: 1_000 })
-}
-
-/// The fixture batch, carrying these bodies instead of its own.
-fn batch(bodies: &[Vec<u8>]) -> Value {
-    let mut event: Value = serde_json::from_str(FIXTURE).unwrap();
-    let template = event["rmqMessagesByQueue"]["dispatch::/"][0].clone();
-    let messages: Vec<Value> = bodies
-        .iter()
-        .map(|body| {
-            let mut message = template.clone();
-            message["data"] = json!(STANDARD.encode(body));
-            message["basicProperties"]["bodySize"] = json!(body.len());
-            message
-        })
-        .collect();
-    event["rmqMessagesByQueue"]["dispatch::/"] = json!(messages);
-    event
 }
 
 async fn invoke(state: &Dispatcher, payload: Value) -> DispatchReport {
@@ -68,7 +48,7 @@ async fn a_batch_routes_warnings_and_errors_and_finishes_the_rest(pool: PgPool) 
         ingest(&api, &[("success", "cron"), ("info", "cdn"), ("warning", "web-1"), ("error", "billing")]).await;
     let bodies: Vec<Vec<u8>> = messages.iter().map(EventMessage::to_bytes).collect();
 
-    let report = invoke(&dispatcher(&api), batch(&bodies)).await;
+    let report = invoke(&dispatcher(&api), dispatch_batch(&bodies)).await;
 
     assert_eq!(report, DispatchReport { routed: 2, finished: 2, ..Default::default() });
     let warnings = api.drain(Queue::Warning).await;
@@ -112,7 +92,7 @@ async fn messages_carrying_a_request_s_events_route_each_event_once(pool: PgPool
     let first = EventMessage::parse_batch(&bodies[0]).unwrap().remove(0);
     bodies.push(first.to_bytes());
 
-    let report = invoke(&dispatcher(&api), batch(&bodies)).await;
+    let report = invoke(&dispatcher(&api), dispatch_batch(&bodies)).await;
 
     assert_eq!(report, DispatchReport { routed: 3, finished: 1, ..Default::default() });
     assert_eq!(api.drain(Queue::Warning).await.len(), 1);
@@ -124,7 +104,7 @@ async fn messages_carrying_a_request_s_events_route_each_event_once(pool: PgPool
 async fn a_redelivered_batch_changes_nothing_twice(pool: PgPool) {
     let api = TestApi::new(pool.clone());
     let messages = ingest(&api, &[("warning", "a"), ("error", "b"), ("info", "c")]).await;
-    let payload = batch(&messages.iter().map(EventMessage::to_bytes).collect::<Vec<_>>());
+    let payload = dispatch_batch(&messages.iter().map(EventMessage::to_bytes).collect::<Vec<_>>());
     let state = dispatcher(&api);
 
     invoke(&state, payload.clone()).await;
@@ -147,7 +127,12 @@ async fn unreadable_and_unknown_messages_are_parked_and_the_rest_routed(pool: Pg
 
     let report = invoke(
         &dispatcher(&api),
-        batch(&[b"not json".to_vec(), future_schema.to_string().into_bytes(), unknown.to_bytes(), good.to_bytes()]),
+        dispatch_batch(&[
+            b"not json".to_vec(),
+            future_schema.to_string().into_bytes(),
+            unknown.to_bytes(),
+            good.to_bytes(),
+        ]),
     )
     .await;
 
@@ -178,7 +163,8 @@ async fn routing_rules_in_the_table_change_routing_without_a_deploy(pool: PgPool
             .await;
 
     let report =
-        invoke(&dispatcher(&api), batch(&messages.iter().map(EventMessage::to_bytes).collect::<Vec<_>>())).await;
+        invoke(&dispatcher(&api), dispatch_batch(&messages.iter().map(EventMessage::to_bytes).collect::<Vec<_>>()))
+            .await;
 
     assert_eq!(report, DispatchReport { routed: 2, finished: 2, ..Default::default() });
     let errors: Vec<Option<String>> = api.drain(Queue::Error).await.into_iter().map(|m| m.source).collect();
@@ -209,7 +195,8 @@ async fn events_ingested_while_rabbitmq_refuses_connections_are_swept_and_routed
     assert_eq!(swept, DispatchReport { republished: 2, ..Default::default() }, "the recent one is not yet stuck");
     let republished = api.drain(Queue::Dispatch).await;
     assert_eq!(republished.iter().map(|m| m.title.as_str()).collect::<Vec<_>>(), ["lost 1", "lost 2"]);
-    let routed = invoke(&state, batch(&republished.iter().map(EventMessage::to_bytes).collect::<Vec<_>>())).await;
+    let routed =
+        invoke(&state, dispatch_batch(&republished.iter().map(EventMessage::to_bytes).collect::<Vec<_>>())).await;
     assert_eq!(routed.routed, 2);
     assert_eq!(invoke(&state, json!({ "action": "sweep" })).await.republished, 0, "dispatched events are not swept");
 }

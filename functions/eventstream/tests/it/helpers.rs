@@ -10,6 +10,7 @@ use std::{
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use axum::http::{HeaderMap, StatusCode};
+use base64::{Engine, engine::general_purpose::STANDARD};
 use eventstream::{
     auth::{TokenCodec, TokenKind, TokenSubject, hash_password},
     bus::{AmqpBus, EventMessage, Queue, Topology},
@@ -39,6 +40,7 @@ pub const REST_FIXTURE: &str = include_str!("../../../../events/ingest-create-ev
 pub const HTTP_FIXTURE: &str = include_str!("../../../../events/ingest-create-event-http.json");
 pub const WARNING_FIXTURE: &str = include_str!("../../../../events/warning-handler-sqs.json");
 pub const ERROR_FIXTURE: &str = include_str!("../../../../events/error-handler-sqs.json");
+const DISPATCH_FIXTURE: &str = include_str!("../../../../events/dispatch-rabbitmq.json");
 
 pub fn jwt_config() -> JwtConfig {
     JwtConfig {
@@ -398,4 +400,21 @@ pub async fn wait_for_emails_about(event_id: Uuid) -> Vec<Value> {
         assert!(Instant::now() < deadline, "no email about {event_id} reached maildev within 10 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The dispatch fixture batch (Amazon MQ's payload), carrying these bodies instead of its own.
+pub fn dispatch_batch(bodies: &[Vec<u8>]) -> Value {
+    let mut event: Value = serde_json::from_str(DISPATCH_FIXTURE).unwrap();
+    let template = event["rmqMessagesByQueue"]["dispatch::/"][0].clone();
+    let messages: Vec<Value> = bodies
+        .iter()
+        .map(|body| {
+            let mut message = template.clone();
+            message["data"] = json!(STANDARD.encode(body));
+            message["basicProperties"]["bodySize"] = json!(body.len());
+            message
+        })
+        .collect();
+    event["rmqMessagesByQueue"]["dispatch::/"] = json!(messages);
+    event
 }
